@@ -1,0 +1,65 @@
+"""The Celery app: capability queues, routes, reliability and JSON-only transport.
+
+Queues are capabilities. A worker consuming ``inference`` serves predictions, one
+consuming ``training`` learns; ``worker_direct`` adds a queue per worker so the
+load balancer can address one node when a request names hardware.
+
+>>> from omnimind.app import app
+>>> app.conf.accept_content, app.conf.task_acks_late, app.conf.worker_prefetch_multiplier
+(['json'], True, 1)
+>>> app.amqp.router.route({}, "tasks.inference.predict")["queue"].name
+'inference'
+"""
+from __future__ import annotations
+
+from celery import Celery
+from kombu import Queue
+
+from omnimind.config import QUEUES, Settings
+
+settings = Settings.from_env()
+
+app = Celery("omnimind", include=[f"tasks.{queue}" for queue in ("inference", "training", "memory", "agents")])
+
+app.conf.update(
+    broker_url=settings.broker_url,
+    result_backend=settings.result_backend,
+    # Only JSON crosses the broker: a pickled message is refused by the worker.
+    task_serializer="json",
+    result_serializer="json",
+    accept_content=["json"],
+    result_accept_content=["json"],
+    task_queues=[Queue(name) for name in QUEUES],
+    task_default_queue="inference",
+    task_routes={f"tasks.{name}.*": {"queue": name} for name in QUEUES},
+    worker_direct=True,
+    # At-least-once: ack after the task ran, requeue if the worker process dies,
+    # and take one message at a time so a busy worker does not hoard work.
+    task_acks_late=True,
+    task_reject_on_worker_lost=True,
+    worker_prefetch_multiplier=1,
+    worker_cancel_long_running_tasks_on_connection_loss=True,
+    broker_connection_retry_on_startup=True,
+    broker_transport_options={
+        "visibility_timeout": settings.visibility_timeout,
+        # kombu sweeps for messages of dead workers every interval*throttle seconds
+        # (100 s by default); make the interval the only knob.
+        "unacked_restore_interval": settings.restore_interval,
+        "unacked_restore_throttle": 1,
+    },
+    result_backend_transport_options={"visibility_timeout": settings.visibility_timeout},
+    result_expires=settings.result_expires,
+    result_extended=False,
+    worker_send_task_events=settings.task_events,
+    task_send_sent_event=settings.task_events,
+    worker_hijack_root_logger=False,
+    # Run by the Raft leader only (workers/raft.py), never by a separate `celery beat`.
+    beat_schedule={
+        "retrain": {"task": "tasks.training.retrain", "schedule": settings.retrain_interval},
+    },
+)
+
+# Worker-side wiring (bootsteps, CLI options, signals) lives in ``workers``.
+from workers import install  # noqa: E402  (needs ``app`` defined)
+
+install(app)

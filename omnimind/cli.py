@@ -1,0 +1,162 @@
+"""The ``omnimind`` command: up, redis, status, submit."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import signal
+import sys
+import time
+from pathlib import Path
+
+from omnimind.errors import OmniMindError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="omnimind", description="OmniMind worker farm")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    up = sub.add_parser("up", help="run a local farm from the Procfile (Ctrl-C stops it)")
+    up.add_argument("--procfile", type=Path, help="Procfile to run (default: the checkout's)")
+    up.add_argument("--without", action="append", default=[], metavar="NAME", help="skip a Procfile process")
+    up.set_defaults(func=cmd_up)
+
+    rds = sub.add_parser("redis", help="run an embedded redis-server in the foreground")
+    rds.add_argument("--port", type=int, default=None, help="default: $OMNIMIND_REDIS_PORT or 6379")
+    rds.set_defaults(func=cmd_redis)
+
+    status = sub.add_parser("status", help="nodes, health, load and queue depths")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.set_defaults(func=cmd_status)
+
+    submit = sub.add_parser("submit", help="send a predict or learn request and print the result")
+    submit.add_argument("task", choices=["predict", "learn"])
+    submit.add_argument("--inputs", required=True, help="JSON: one example or a batch")
+    submit.add_argument("--targets", help="JSON targets (learn)")
+    submit.add_argument("--node", help="send to this node's direct queue")
+    submit.add_argument("--gpu", action="store_true", help="require a GPU node")
+    submit.add_argument("--min-vram-gb", type=float, help="require this much free GPU memory")
+    submit.add_argument("--timeout", type=float, default=30.0)
+    submit.set_defaults(func=cmd_submit)
+
+    from omnimind.models.cli import add_model_commands
+
+    add_model_commands(sub)
+
+    demo = sub.add_parser("demo", help="drive the farm's learner with a drifting stream and plot it")
+    demo.add_argument("--stream", choices=["mean_shift", "sea", "hyperplane", "agrawal"], default="mean_shift")
+    demo.add_argument("--batches", type=int, default=100)
+    demo.add_argument("--batch-size", type=int, default=32)
+    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--out", default="omnimind-demo.png", help="PNG of the prequential loss")
+    demo.set_defaults(func=cmd_demo)
+
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except OmniMindError as exc:
+        print(f"omnimind: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+
+
+def cmd_up(args) -> int:
+    from omnimind.farm import REDIS_PROCESS, Farm, farm_environment, find_procfile, parse_procfile
+
+    procfile = args.procfile or find_procfile()
+    env, embedded = farm_environment(dict(os.environ))
+    specs = [s for s in parse_procfile(procfile.read_text()) if s.name not in args.without]
+    if not embedded:
+        specs = [s for s in specs if s.name != REDIS_PROCESS]
+    farm = Farm(specs, env)
+    stopping = []
+    signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
+    print(f"omnimind up: {', '.join(s.name for s in specs)} from {procfile}", flush=True)
+    try:
+        farm.start()
+    except BaseException:
+        farm.stop()
+        raise
+    print(
+        f"omnimind up: broker {env['OMNIMIND_BROKER_URL']}"
+        + (" (embedded redis-server)" if embedded else "")
+        + f"\nomnimind up: flower http://127.0.0.1:5555 user {env['OMNIMIND_FLOWER_USER']} "
+        f"password {env['OMNIMIND_FLOWER_PASSWORD']}"
+        + "".join(
+            f"\nomnimind up: metrics of {spec.name} on http://127.0.0.1:{port}/metrics"
+            for spec in specs
+            for port in re.findall(r"--metrics-port[= ](\d+)", spec.command)
+        )
+        + f"\nomnimind up: in another shell: export OMNIMIND_BROKER_URL={env['OMNIMIND_BROKER_URL']}; omnimind status"
+        + "\nomnimind up: farm is up, Ctrl-C to stop",
+        flush=True,
+    )
+    try:
+        while not stopping:
+            dead = farm.exited()
+            if dead:
+                print(f"omnimind up: process(es) exited: {dead}; stopping the farm", flush=True)
+                break
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        pass
+    print("omnimind up: stopping", flush=True)
+    farm.stop()
+    print("omnimind up: stopped", flush=True)
+    return 0
+
+
+def cmd_redis(args) -> int:
+    from omnimind.embedded_redis import redis_command
+
+    port = args.port or int(os.environ.get("OMNIMIND_REDIS_PORT", "6379"))
+    cmd = redis_command(port)
+    os.execv(cmd[0], cmd)
+
+
+def cmd_status(args) -> int:
+    from omnimind.config import Settings
+    from omnimind.status import read_status, render
+
+    status = read_status(Settings.from_env())
+    print(json.dumps(status.as_dict(), indent=2) if args.json else render(status))
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from omnimind.demo import main as demo_main
+
+    return demo_main(args)
+
+
+def cmd_submit(args) -> int:
+    from omnimind.scaling import ClusterLoadBalancer, ServiceRegistry, WorkloadType
+    from omnimind.app import app, settings
+
+    try:
+        payload = {"inputs": json.loads(args.inputs)}
+        if args.task == "learn":
+            if args.targets is None:
+                print("omnimind: learn needs --targets", file=sys.stderr)
+                return 2
+            payload["targets"] = json.loads(args.targets)
+    except json.JSONDecodeError as exc:
+        print(f"omnimind: --inputs/--targets must be JSON: {exc}", file=sys.stderr)
+        return 2
+    requirements = {}
+    if args.node:
+        requirements["node_id"] = args.node
+    if args.gpu:
+        requirements["needs_gpu"] = True
+    if args.min_vram_gb is not None:
+        requirements["min_vram_gb"] = args.min_vram_gb
+    workload = WorkloadType.INFERENCE if args.task == "predict" else WorkloadType.TRAINING
+    balancer = ClusterLoadBalancer(ServiceRegistry.from_settings(settings), app=app)
+    result = asyncio.run(balancer.submit(workload, payload, requirements or None))
+    print(json.dumps(result.get(timeout=args.timeout)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

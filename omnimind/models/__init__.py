@@ -1,0 +1,1 @@
+"""Served models: factories and the per-process runtime that holds one."""

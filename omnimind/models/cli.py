@@ -1,0 +1,246 @@
+"""``omnimind model ...``: list, show, roll back and publish model versions.
+
+``omnimind/cli.py`` wires these in with ``add_model_commands(sub)``. Every
+subcommand sets ``func(args) -> exit code``: 0 done, 1 refused by the store
+(stale fence, unknown version, corrupt blob, weights that do not fit) or Redis
+unreachable, 2 bad input (unreadable file, bad JSON, bad ``--fence``).
+
+Manual writes are fenced too. Without ``--fence`` the CLI uses the newest
+fence the store has seen, which is accepted (equal tokens are), so an
+operator's publish or rollback works while a leader publishes with its own
+token; with ``--fence TERM:INDEX`` it is checked like any other writer's.
+
+>>> import argparse
+>>> parser = argparse.ArgumentParser(prog="omnimind")
+>>> _ = add_model_commands(parser.add_subparsers(dest="command"))
+>>> args = parser.parse_args(["model", "rollback", "--to", "3", "--fence", "2:9"])
+>>> args.to, args.fence, args.func.__name__
+(3, Fence(term=2, index=9), 'cmd_model_rollback')
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+from omnimind.models.fencing import Fence
+
+__all__ = ["add_model_commands"]
+
+
+def _fence_arg(text: str) -> Fence:
+    try:
+        return Fence.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, not {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, not {text!r}")
+    return value
+
+
+def add_model_commands(subparsers) -> argparse.ArgumentParser:
+    """Add ``model list | show | rollback | publish`` to an argparse subparsers object."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--name", default="default", help="model name (default: %(default)s)")
+    common.add_argument("--keep", type=_positive_int, default=None, metavar="N",
+                        help="versions to retain when publishing (default: $OMNIMIND_MODEL_KEEP_VERSIONS or 10)")
+
+    model = subparsers.add_parser("model", help="list, show, roll back and publish model versions")
+    sub = model.add_subparsers(dest="model_command", required=True)
+
+    ls = sub.add_parser("list", parents=[common], help="retained versions; * marks the active one")
+    ls.add_argument("--json", action="store_true", help="machine-readable output")
+    ls.set_defaults(func=cmd_model_list)
+
+    show = sub.add_parser("show", parents=[common], help="metadata of one version")
+    show.add_argument("version", help="a version number, or 'active'")
+    show.add_argument("--verify", action="store_true", help="also fetch the blob and check its SHA-256")
+    show.add_argument("--json", action="store_true", help="machine-readable output")
+    show.set_defaults(func=cmd_model_show)
+
+    rollback = sub.add_parser("rollback", parents=[common], help="make a retained version active (fenced, atomic)")
+    rollback.add_argument("--to", type=_positive_int, required=True, metavar="VERSION")
+    rollback.add_argument("--fence", type=_fence_arg, metavar="TERM:INDEX",
+                          help="fencing token (default: the newest one the store has seen)")
+    rollback.set_defaults(func=cmd_model_rollback)
+
+    publish = sub.add_parser("publish", parents=[common], help="publish weights from a .safetensors file")
+    publish.add_argument("file", type=Path, metavar="FILE.safetensors")
+    publish.add_argument("--metadata", default=None, metavar="JSON",
+                         help='JSON object, e.g. \'{"validation_loss": 0.12, "note": "hand-tuned"}\'')
+    publish.add_argument("--fence", type=_fence_arg, metavar="TERM:INDEX",
+                         help="fencing token (default: the newest one the store has seen)")
+    publish.add_argument("--check", action="store_true",
+                         help="refuse weights that do not fit the configured model factory's architecture")
+    publish.set_defaults(func=cmd_model_publish)
+    return model
+
+
+def _guarded(command):
+    """Turn the store's refusals and an unreachable Redis into a message and exit code 1."""
+    def run(args) -> int:
+        import redis
+
+        from omnimind.errors import OmniMindError
+
+        try:
+            return command(args)
+        except OmniMindError as exc:
+            print(f"omnimind model: {type(exc).__name__}: {exc}", file=sys.stderr)
+            return 1
+        except redis.RedisError as exc:
+            print(f"omnimind model: Redis error: {exc}", file=sys.stderr)
+            return 1
+
+    run.__name__ = command.__name__
+    run.__doc__ = command.__doc__
+    return run
+
+
+def _settings():
+    from omnimind.config import Settings
+
+    return Settings.from_env()
+
+
+def _store(args, settings=None):
+    import redis
+
+    from omnimind.models.store import ModelStore
+
+    settings = settings or _settings()
+    keep = args.keep if args.keep is not None else settings.model_keep_versions
+    client = redis.Redis.from_url(settings.redis_url)
+    producer = f"cli@{settings.node_id or socket.gethostname()}"
+    return ModelStore(client, args.name, keep_versions=keep, producer=producer)
+
+
+def _when(ts: float) -> str:
+    return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _describe(meta, active: int | None) -> str:
+    loss = "-" if meta.validation_loss is None else f"{meta.validation_loss:.6g}"
+    samples = "-" if meta.samples_trained is None else str(meta.samples_trained)
+    fence = "-" if meta.fence is None else str(meta.fence)
+    mark = "*" if meta.version == active else " "
+    return (f"{mark} {meta.version:>7}  {_when(meta.created_at)}  {meta.sha256[:12]}  {meta.size_bytes:>11}  "
+            f"{loss:>10}  {samples:>8}  {fence:>9}  {meta.producer}")
+
+
+@_guarded
+def cmd_model_list(args) -> int:
+    store = _store(args)
+    active, versions, fence = store.active_version(), store.list_versions(), store.fence()
+    if args.json:
+        print(json.dumps({"name": store.name, "active": active, "fence": None if fence is None else list(fence),
+                          "versions": [v.as_dict() for v in versions]}, indent=2))
+        return 0
+    print(f"model {store.name}: active version {active if active is not None else '-'}, "
+          f"newest fence {fence if fence is not None else '- (never fenced)'}")
+    if not versions:
+        print("no versions published")
+        return 0
+    print(f"  {'VERSION':>7}  {'CREATED (UTC)':19}  {'SHA256':12}  {'BYTES':>11}  {'VAL_LOSS':>10}  "
+          f"{'SAMPLES':>8}  {'FENCE':>9}  PRODUCER")
+    for meta in versions:
+        print(_describe(meta, active))
+    return 0
+
+
+@_guarded
+def cmd_model_show(args) -> int:
+    store = _store(args)
+    if args.version == "active":
+        version = None
+    else:
+        try:
+            version = _positive_int(args.version)
+        except argparse.ArgumentTypeError as exc:
+            print(f"omnimind model show: {exc}", file=sys.stderr)
+            return 2
+    meta = store.fetch(version)[0] if args.verify else store.get_metadata(version)
+    active = store.active_version()
+    if args.json:
+        print(json.dumps({**meta.as_dict(), "active": meta.version == active, "verified": bool(args.verify)},
+                         indent=2))
+        return 0
+    for label, value in (
+        ("model", meta.name), ("version", meta.version), ("active", "yes" if meta.version == active else "no"),
+        ("parent version", meta.parent_version if meta.parent_version is not None else "-"),
+        ("created (UTC)", _when(meta.created_at)), ("sha256", meta.sha256), ("size (bytes)", meta.size_bytes),
+        ("validation loss", meta.validation_loss if meta.validation_loss is not None else "-"),
+        ("samples trained", meta.samples_trained if meta.samples_trained is not None else "-"),
+        ("fence", meta.fence if meta.fence is not None else "-"), ("producer", meta.producer),
+        ("extras", json.dumps(meta.extras, sort_keys=True)),
+    ):
+        print(f"{label:>16}: {value}")
+    if args.verify:
+        print(f"{'verified':>16}: sha256 matches, safetensors decodes")
+    return 0
+
+
+@_guarded
+def cmd_model_rollback(args) -> int:
+    store = _store(args)
+    fence = args.fence if args.fence is not None else store.fence()
+    previous = store.active_version()
+    meta = store.rollback(args.to, fence)
+    print(f"model {store.name}: active version {previous} -> {meta.version} "
+          f"(sha256 {meta.sha256[:12]}, fence {fence if fence is not None else '-'})")
+    return 0
+
+
+@_guarded
+def cmd_model_publish(args) -> int:
+    from omnimind.models.errors import IncompatibleWeights
+    from omnimind.models.serialization import decode_state_dict, incompatibilities
+
+    try:
+        blob = args.file.read_bytes()
+    except OSError as exc:
+        print(f"omnimind model publish: cannot read {args.file}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    try:
+        state_dict = decode_state_dict(blob)
+    except ValueError as exc:
+        print(f"omnimind model publish: {args.file} is not a safetensors file ({exc})", file=sys.stderr)
+        return 2
+    metadata = {}
+    if args.metadata:
+        try:
+            metadata = json.loads(args.metadata)
+        except json.JSONDecodeError as exc:
+            print(f"omnimind model publish: --metadata must be JSON: {exc}", file=sys.stderr)
+            return 2
+        if not isinstance(metadata, dict):
+            print("omnimind model publish: --metadata must be a JSON object", file=sys.stderr)
+            return 2
+    settings = _settings()
+    if args.check:
+        from omnimind.models.factory import build_model
+
+        problems = incompatibilities(build_model(settings), state_dict)
+        if problems:
+            raise IncompatibleWeights("; ".join(problems) + f" (model factory {settings.model_factory})")
+    store = _store(args, settings)
+    fence = args.fence if args.fence is not None else store.fence()
+    metadata.setdefault("source_file", args.file.name)
+    try:
+        meta = store.publish(state_dict, metadata, fence)
+    except ValueError as exc:  # reserved or non-JSON metadata
+        print(f"omnimind model publish: {exc}", file=sys.stderr)
+        return 2
+    print(f"model {store.name}: published version {meta.version} (sha256 {meta.sha256[:12]}, "
+          f"{meta.size_bytes} bytes, parent {meta.parent_version}, fence {fence if fence is not None else '-'})")
+    return 0

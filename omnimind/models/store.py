@@ -1,0 +1,315 @@
+"""The model store: versioned, fenced, verified model weights in Redis.
+
+Layout (names in :mod:`omnimind.keys`), per model ``name``:
+
+* ``model_active`` — STRING, the active version. **The source of truth**: workers
+  read it (one GET) on start, on reconnect and at a bounded interval.
+* ``model_seq`` — STRING, the last version number assigned. Versions only grow;
+  a rollback moves ``model_active`` back but the next publish still gets
+  ``seq + 1``.
+* ``model_meta`` — HASH version -> JSON metadata, and ``model_blob`` — one
+  STRING of safetensors bytes per version; written and deleted together, for the
+  ``keep_versions`` newest versions (never deleting the active one).
+* ``model_fence`` — the newest fencing token seen (see :mod:`.fencing`).
+* ``model_staging`` / ``model_receipt`` — short-lived (TTL) keys of one publish:
+  the uploaded bytes before the script renames them into place, and the version
+  the publish committed, so that redis-py resending the pipeline after a dropped
+  connection answers the same version instead of publishing the weights twice.
+* ``model_updates`` — pub/sub channel; every publish and rollback sends
+  ``{"name", "version", "sha256", "event"}``. Only a hint: it is fire-and-forget.
+
+``publish`` and ``rollback`` are each one Lua script: fence check, version
+number, write, pointer move, retention and notice happen atomically, in that
+order, or not at all. The weights travel in the same round trip just before the
+script, as a ``SET`` of a staging key with a TTL that the script RENAMEs into
+place (O(1)) or deletes when it refuses the fence; passing the bytes as a
+script argument instead costs two extra copies inside Redis (about 2x the
+publish latency at 50 MB on the dev box). A publisher that dies between the two leaves
+only a staging key that expires. The fence rule is :data:`.fencing.FENCE_LUA`,
+shared with :class:`.fencing.FenceGuard`. ``fence=None`` is accepted only while
+the store has never been fenced (single-node setups without Raft); afterwards
+pass a token — the CLI passes the newest one seen unless ``--fence`` is given.
+
+The scripts derive per-version blob key names from a prefix (not all keys are
+declared), so the store needs one Redis (a primary), not Redis Cluster.
+"""
+from __future__ import annotations
+
+import socket
+import uuid
+from typing import Any, Iterator, Mapping
+
+import redis
+import torch
+
+from omnimind import keys
+from omnimind.models.errors import CorruptModel, ModelStoreError, StaleFence, Superseded, UnknownVersion
+from omnimind.models.fencing import FENCE_LUA, Fence, fence_args, read_fence
+from omnimind.models.metadata import PublishedVersion, UpdateNotice, metadata_json
+from omnimind.models.serialization import decode_state_dict, encode_state_dict, sha256_hex
+from omnimind.observability import metrics
+
+__all__ = ["ModelStore", "PublishedVersion", "UpdateNotice", "DEFAULT_KEEP_VERSIONS", "STAGING_TTL"]
+
+DEFAULT_KEEP_VERSIONS = 10
+_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
+
+#: Seconds a staged upload survives if its publish never runs (the publisher died in between).
+STAGING_TTL = 600
+
+# KEYS: fence, seq, active, meta, staging, receipt
+# ARGV: term, index, meta JSON (without version/parent/created_at), parent ("" = the active one),
+#       keep, name, sha256, channel, blob key prefix, receipt TTL,
+#       expected active version ("" = any, "none" = no version active yet)
+_PUBLISH_LUA = FENCE_LUA + """
+local done = redis.call('GET', KEYS[6])
+if done then
+  -- a retry of a publish that already committed (its reply was lost): answer it again
+  redis.call('DEL', KEYS[5])
+  local meta = redis.call('HGET', KEYS[4], done)
+  if meta then return {'ok', meta, 0} end
+  return {'gone', done}
+end
+local stale = fence_check(KEYS[1], ARGV[1], ARGV[2])
+if stale then
+  redis.call('DEL', KEYS[5])
+  return {'stale', stale[1], stale[2]}
+end
+if redis.call('EXISTS', KEYS[5]) == 0 then return {'nostaging'} end
+if ARGV[11] ~= '' then
+  -- the publisher built on a version that is no longer active (a newer publish, a rollback)
+  local active = redis.call('GET', KEYS[3]) or 'none'
+  if active ~= ARGV[11] then
+    redis.call('DEL', KEYS[5])
+    return {'moved', active}
+  end
+end
+local v = redis.call('INCR', KEYS[2])
+local retained = redis.call('HKEYS', KEYS[4])
+for _, k in ipairs(retained) do
+  local n = tonumber(k)
+  if n and n >= v then v = n + 1 end
+end
+local vs = string.format('%d', v)
+redis.call('SET', KEYS[2], vs)
+local parent = ARGV[4]
+if parent == '' then parent = redis.call('GET', KEYS[3]) or 'null' end
+local t = redis.call('TIME')
+local created = t[1] .. '.' .. string.format('%06d', tonumber(t[2]))
+local meta = '{"version":' .. vs .. ',"parent_version":' .. parent .. ',"created_at":' .. created
+  .. ',' .. string.sub(ARGV[3], 2)
+redis.call('RENAME', KEYS[5], ARGV[9] .. vs)
+redis.call('PERSIST', ARGV[9] .. vs)
+redis.call('HSET', KEYS[4], vs, meta)
+redis.call('SET', KEYS[3], vs)
+redis.call('SET', KEYS[6], vs, 'EX', tonumber(ARGV[10]))
+local keep = tonumber(ARGV[5])
+local nums = {}
+for _, k in ipairs(retained) do local n = tonumber(k); if n then table.insert(nums, n) end end
+table.sort(nums)
+local count = #nums + 1
+local deleted = 0
+for _, n in ipairs(nums) do
+  if count <= keep then break end
+  local ns = string.format('%d', n)
+  if ns ~= vs then
+    redis.call('UNLINK', ARGV[9] .. ns)
+    redis.call('HDEL', KEYS[4], ns)
+    count = count - 1
+    deleted = deleted + 1
+  end
+end
+redis.call('PUBLISH', ARGV[8], cjson.encode({name=ARGV[6], version=v, sha256=ARGV[7], event='publish'}))
+return {'ok', meta, deleted}
+"""
+
+# KEYS: fence, active, meta, blob of the target    ARGV: term, index, version, name, channel
+_ROLLBACK_LUA = FENCE_LUA + """
+local meta = redis.call('HGET', KEYS[3], ARGV[3])
+if not meta or redis.call('EXISTS', KEYS[4]) == 0 then return {'unknown'} end
+local stale = fence_check(KEYS[1], ARGV[1], ARGV[2])
+if stale then return {'stale', stale[1], stale[2]} end
+local previous = redis.call('GET', KEYS[2]) or ''
+redis.call('SET', KEYS[2], ARGV[3])
+local sha = cjson.decode(meta)['sha256']
+redis.call('PUBLISH', ARGV[5], cjson.encode({name=ARGV[4], version=tonumber(ARGV[3]), sha256=sha, event='rollback'}))
+return {'ok', meta, previous}
+"""
+
+
+class ModelStore:
+    """Publish, fetch, roll back and watch the versions of one model."""
+
+    def __init__(self, client: redis.Redis, name: str = "default", keep_versions: int = DEFAULT_KEEP_VERSIONS,
+                 producer: str | None = None) -> None:
+        if not name or not set(name) <= _NAME_CHARS:
+            raise ValueError(f"a model name uses letters, digits, '_', '.' and '-' only, not {name!r}")
+        if int(keep_versions) < 1:
+            raise ValueError(f"keep_versions must be at least 1, not {keep_versions}")
+        if client.connection_pool.connection_kwargs.get("decode_responses"):
+            raise ValueError("the model store needs a redis client without decode_responses (blobs are bytes)")
+        self.client = client
+        self.name = name
+        self.keep_versions = int(keep_versions)
+        self.producer = producer or socket.gethostname()
+        self.resource = f"model:{name}"
+        self.channel = keys.model_updates(name)
+        self._fence_key = keys.model_fence(name)
+        self._seq, self._active = keys.model_seq(name), keys.model_active(name)
+        self._meta, self._blob_prefix = keys.model_meta(name), keys.model_blob(name, "")
+        self._publish = client.register_script(_PUBLISH_LUA)
+        self._rollback = client.register_script(_ROLLBACK_LUA)
+
+    # --- writes ------------------------------------------------------------------
+    def publish(self, state_dict: Mapping[str, torch.Tensor], metadata: Mapping[str, Any] | None = None,
+                fence: Fence | tuple[int, int] | str | None = None,
+                expected_active: int | None = None) -> PublishedVersion:
+        """Store a new version and make it active, atomically; raises :class:`StaleFence`.
+
+        ``metadata`` may hold ``validation_loss``, ``samples_trained``, ``producer``,
+        ``parent_version`` (default: the version active at publish time) and any other
+        JSON-able keys, which go to ``extras``. With ``expected_active`` (0: none yet)
+        the publish happens only if that version is still the active one, else
+        :class:`Superseded` — a retrain must not undo a newer publish or a rollback.
+        """
+        fence = Fence.coerce(fence)
+        blob = encode_state_dict(state_dict)
+        digest = sha256_hex(blob)
+        user, parent = metadata_json(self.name, metadata or {}, digest, len(blob), fence, self.producer)
+        expected = "" if expected_active is None else (str(int(expected_active)) if expected_active else "none")
+        return self._commit(uuid.uuid4().hex, blob, digest, user, parent, fence, expected)
+
+    def _commit(self, token: str, blob: bytes, digest: str, user: str, parent: str,
+                fence: Fence | None, expected_active: str = "") -> PublishedVersion:
+        term, index = fence_args(fence)
+        staging = keys.model_staging(self.name, token)
+        script_keys = [self._fence_key, self._seq, self._active, self._meta, staging,
+                       keys.model_receipt(self.name, token)]
+        script_args = [term, index, user, parent, self.keep_versions, self.name, digest, self.channel,
+                       self._blob_prefix, STAGING_TTL, expected_active]
+        for attempt in range(2):
+            # One round trip: upload to the staging key, then the script that commits it (or drops it).
+            # redis-py may resend both after a dropped connection; the receipt makes that a no-op.
+            pipe = self.client.pipeline(transaction=False)
+            pipe.set(staging, blob, ex=STAGING_TTL)
+            pipe.evalsha(self._publish.sha, len(script_keys), *script_keys, *script_args)
+            try:
+                reply = pipe.execute()[1]
+                break
+            except redis.exceptions.NoScriptError:  # Redis restarted or its script cache was flushed
+                if attempt:
+                    raise
+                self.client.script_load(_PUBLISH_LUA)
+        status = _text(reply[0])
+        if status == "nostaging":  # only if the staged upload expired or vanished before the script
+            raise ModelStoreError(f"model {self.name}: the staged upload expired before its publish script ran")
+        if status == "gone":
+            raise UnknownVersion(self.name, int(reply[1]), "published, then retired before the reply was read")
+        if status == "moved":
+            raise Superseded(self.name, expected_active, _text(reply[1]))
+        self._raise_if_stale(reply, fence)
+        metrics.model_publications.inc()
+        return PublishedVersion.from_json(reply[1])
+
+    def rollback(self, to_version: int, fence: Fence | tuple[int, int] | str | None = None) -> PublishedVersion:
+        """Point the active version at a retained version (normally an older one; the same
+        call rolls forward again). Fenced and atomic like a publish, and announced the same
+        way; newer versions are kept and the next publish still gets a fresh number."""
+        fence = Fence.coerce(fence)
+        term, index = fence_args(fence)
+        reply = self._rollback(
+            keys=[self._fence_key, self._active, self._meta, self._blob_prefix + str(int(to_version))],
+            args=[term, index, int(to_version), self.name, self.channel],
+        )
+        if _text(reply[0]) == "unknown":
+            raise UnknownVersion(self.name, int(to_version), "not published or no longer retained")
+        self._raise_if_stale(reply, fence)
+        metrics.model_rollbacks.inc()
+        return PublishedVersion.from_json(reply[1])
+
+    # --- reads -------------------------------------------------------------------
+    def active_version(self) -> int | None:
+        """The active version (one GET), or None before the first publish."""
+        raw = self.client.get(self._active)
+        return None if raw is None else int(raw)
+
+    def fence(self) -> Fence | None:
+        """The newest fence this store has accepted (None if never fenced)."""
+        return read_fence(self.client, self._fence_key)
+
+    def get_metadata(self, version: int | None = None) -> PublishedVersion:
+        """Metadata of ``version`` (default: the active one)."""
+        if version is None:
+            version = self._require_active()
+        raw = self.client.hget(self._meta, int(version))
+        if raw is None:
+            raise UnknownVersion(self.name, int(version), "not published or no longer retained")
+        return self._parse_meta(raw, int(version))
+
+    def list_versions(self) -> list[PublishedVersion]:
+        """Every retained version, oldest first."""
+        entries = self.client.hgetall(self._meta)
+        return sorted((self._parse_meta(raw, int(v)) for v, raw in entries.items()), key=lambda m: m.version)
+
+    def fetch(self, version: int | None = None) -> tuple[PublishedVersion, dict[str, torch.Tensor]]:
+        """Metadata and CPU tensors of ``version`` (default: the active one), SHA-256 verified
+        before decoding. Raises :class:`UnknownVersion` or :class:`CorruptModel`."""
+        for _ in range(5):
+            wanted = self._require_active() if version is None else int(version)
+            pipe = self.client.pipeline(transaction=True)
+            raw_meta, blob = pipe.hget(self._meta, wanted).get(self._blob_prefix + str(wanted)).execute()
+            if raw_meta is not None and blob is not None:
+                break
+            if version is not None:
+                raise UnknownVersion(self.name, wanted, "not published or no longer retained")
+            # Retention removed the version between reading the pointer and the blob: re-read it.
+        else:
+            raise UnknownVersion(self.name, None, "the active version kept changing while fetching")
+        meta = self._parse_meta(raw_meta, wanted)
+        digest = sha256_hex(blob)
+        if digest != meta.sha256:
+            raise CorruptModel(self.name, wanted, f"sha256 mismatch: stored blob hashes to {digest[:12]}…, "
+                                                  f"metadata says {meta.sha256[:12]}…")
+        try:
+            tensors = decode_state_dict(blob)
+        except ValueError as exc:
+            raise CorruptModel(self.name, wanted, str(exc), "unreadable") from exc
+        return meta, tensors
+
+    # --- notices -----------------------------------------------------------------
+    def subscribe(self) -> redis.client.PubSub:
+        """A PubSub subscribed to this model's update channel (read it with :meth:`parse_notice`)."""
+        pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+        pubsub.subscribe(self.channel)
+        return pubsub
+
+    @staticmethod
+    def parse_notice(message: Mapping[str, Any] | None) -> UpdateNotice | None:
+        """An :class:`UpdateNotice` from a pub/sub message; None for anything else."""
+        return UpdateNotice.from_message(message)
+
+    def notices(self, pubsub: redis.client.PubSub, timeout: float = 1.0) -> Iterator[UpdateNotice | None]:
+        """Yield notices forever; yields None after ``timeout`` s of silence (time to re-check the key)."""
+        while True:
+            yield self.parse_notice(pubsub.get_message(timeout=timeout))
+
+    # --- helpers -----------------------------------------------------------------
+    def _require_active(self) -> int:
+        active = self.active_version()
+        if active is None:
+            raise UnknownVersion(self.name, None, "nothing has been published yet")
+        return active
+
+    def _parse_meta(self, raw: bytes, version: int) -> PublishedVersion:
+        try:
+            return PublishedVersion.from_json(raw)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise CorruptModel(self.name, version, f"undecodable metadata: {exc}", "unreadable") from exc
+
+    def _raise_if_stale(self, reply, fence: Fence | None) -> None:
+        if _text(reply[0]) == "stale":
+            metrics.fence_rejections.inc()
+            raise StaleFence(self.resource, fence, (int(reply[1]), int(reply[2])))
+
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

@@ -1,0 +1,127 @@
+"""Every Prometheus metric OmniMind exports, defined once.
+
+The seed's six names are kept exactly. Label sets are small and fixed: task
+names, queue names, node ids and a handful of reasons — never payload values.
+Other modules only record values (``metrics.model_swaps.inc()``).
+
+Gauges carry a ``multiprocess_mode`` so that they aggregate sensibly when a
+prefork worker runs prometheus-client in multiprocess mode.
+
+>>> from omnimind.observability import metrics
+>>> metrics.bad_inputs.labels(task="tasks.inference.predict", reason="shape").inc()
+>>> metrics.ALL_METRIC_NAMES >= {"omnimind_cluster_nodes_total", "omnimind_model_version"}
+True
+"""
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+# Request latencies of a small model on loopback are sub-millisecond; keep
+# resolution there and still cover slow GPU batches.
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+# --- the seed's cluster metrics -------------------------------------------------
+cluster_nodes_total = Gauge(
+    "omnimind_cluster_nodes_total", "Nodes registered in the cluster (any status)", multiprocess_mode="max"
+)
+cluster_requests_total = Counter(
+    "omnimind_cluster_requests_total", "Requests executed by a node, by outcome", ["node_id", "status"]
+)
+cluster_latency_seconds = Histogram(
+    "omnimind_cluster_latency_seconds", "Task execution latency on a node", ["node_id"], buckets=LATENCY_BUCKETS
+)
+
+# --- the seed's learning metrics -----------------------------------------------
+learning_batches_total = Counter("omnimind_learning_batches_total", "Online SGD mini-batches applied")
+learning_loss = Gauge("omnimind_learning_loss", "Loss of the latest online SGD mini-batch", multiprocess_mode="mostrecent")
+model_version = Gauge("omnimind_model_version", "Model version a worker serves", ["node_id"], multiprocess_mode="max")
+
+# --- Celery task lifecycle (what celery-exporter users expect) -----------------
+TASK_STATES = ("received", "started", "succeeded", "failed", "retried", "rejected", "revoked")
+tasks_total = Counter("omnimind_tasks_total", "Task lifecycle events seen by workers", ["task", "state"])
+task_runtime_seconds = Histogram(
+    "omnimind_task_runtime_seconds", "Task runtime in the worker", ["task"], buckets=LATENCY_BUCKETS
+)
+task_queue_wait_seconds = Histogram(
+    "omnimind_task_queue_wait_seconds",
+    "Time from publish to start of execution",
+    ["queue"],
+    buckets=LATENCY_BUCKETS,
+)
+queue_length = Gauge("omnimind_queue_length", "Messages waiting in a queue", ["queue"], multiprocess_mode="max")
+worker_up = Gauge("omnimind_worker_up", "1 while a worker process is serving", ["node_id"], multiprocess_mode="max")
+worker_load_factor = Gauge(
+    "omnimind_worker_load_factor", "Busy slots / concurrency of a worker", ["node_id"], multiprocess_mode="max"
+)
+
+# --- bad input ---------------------------------------------------------------
+bad_inputs = Counter(
+    "omnimind_bad_inputs_total", "Requests rejected before reaching the model", ["task", "reason"]
+)
+messages_refused = Counter(
+    "omnimind_messages_refused_total", "Broker messages refused (disallowed content type, malformed)", ["reason"]
+)
+
+# --- Raft coordinator --------------------------------------------------------
+raft_term = Gauge("omnimind_raft_term", "Current Raft term of this member", ["node_id"], multiprocess_mode="max")
+raft_is_leader = Gauge("omnimind_raft_is_leader", "1 if this member is the Raft leader", ["node_id"], multiprocess_mode="max")
+raft_commit_index = Gauge("omnimind_raft_commit_index", "Raft commit index", ["node_id"], multiprocess_mode="max")
+raft_leader_changes = Counter("omnimind_raft_leader_changes_total", "Leader changes observed", ["node_id"])
+raft_elections = Counter("omnimind_raft_elections_total", "Elections started by this member", ["node_id"])
+raft_dropped_frames = Counter(
+    "omnimind_raft_dropped_frames_total", "Raft frames dropped (bad HMAC, malformed, oversized)", ["reason"]
+)
+schedule_dispatches = Counter(
+    "omnimind_schedule_dispatches_total", "Periodic tasks dispatched by the coordinator", ["entry"]
+)
+fence_rejections = Counter("omnimind_fence_rejections_total", "Writes refused for carrying a stale fencing token")
+
+# --- online learning ---------------------------------------------------------
+drift_detections = Counter("omnimind_learning_drift_detections_total", "Concept drifts detected")
+replay_size = Gauge("omnimind_learning_replay_size", "Samples in the prioritized replay buffer", multiprocess_mode="max")
+learning_divergences = Counter(
+    "omnimind_learning_divergences_total", "Mini-batches skipped for a non-finite loss (weights restored)"
+)
+feedback_samples = Counter("omnimind_learning_feedback_samples_total", "Feedback samples accepted")
+
+# --- model lifecycle ---------------------------------------------------------
+model_swaps = Counter("omnimind_model_swaps_total", "Model versions swapped in by a worker", ["node_id"])
+model_swap_rejections = Counter(
+    "omnimind_model_swap_rejections_total", "Published versions a worker refused to load", ["reason"]
+)
+model_validation_rejections = Counter(
+    "omnimind_model_validation_rejections_total", "Shadow models that failed the validation gate"
+)
+model_publications = Counter("omnimind_model_publications_total", "Model versions published")
+model_rollbacks = Counter("omnimind_model_rollbacks_total", "Active-version pointer moves by explicit rollback")
+
+
+def _exported_name(metric) -> str:
+    # prometheus-client stores counters without their "_total" suffix.
+    return metric._name + "_total" if isinstance(metric, Counter) else metric._name
+
+
+#: Names as Prometheus sees them (histograms add _bucket/_sum/_count series).
+ALL_METRIC_NAMES = frozenset(
+    _exported_name(m) for m in list(globals().values()) if isinstance(m, (Counter, Gauge, Histogram))
+)
+
+#: The metric objects themselves, in definition order (``omnimind.observability.multiprocess``
+#: re-binds their storage when a worker switches to multiprocess mode).
+ALL_METRICS = tuple(m for m in list(globals().values()) if isinstance(m, (Counter, Gauge, Histogram)))
+
+# --- known label values --------------------------------------------------------
+# Workers create these series at 0 when they start, so that the first real event
+# is an increase Prometheus can see (a labelled counter otherwise appears at 1).
+# Record only these values for the labels below.
+
+#: ``omnimind_raft_dropped_frames_total{reason}``: inbound, then outbound reasons of the TCP transport.
+RAFT_DROP_REASONS = (
+    "oversized", "unauthenticated", "malformed", "misaddressed", "send_queue_full", "unknown_peer", "unencodable",
+)
+#: ``omnimind_model_swap_rejections_total{reason}``: why a worker refused a published version
+#: (sha256 mismatch, blob or metadata unreadable, shape/architecture mismatch, over the size limit,
+#: blob missing, version or fencing token not newer than the served one).
+MODEL_SWAP_REJECTION_REASONS = ("checksum", "unreadable", "incompatible", "too_large", "missing", "stale", "load")
+#: ``omnimind_cluster_requests_total{status}``.
+REQUEST_STATUSES = ("success", "error")

@@ -1,0 +1,49 @@
+"""OmniMind's Raft: a pure, deterministic core (etcd-io/raft's shape: ``tick``/``step`` produce a ``Ready``),
+durable storage, authenticated transports, and the asyncio ``RaftNode`` runner with the seed's API.
+
+Wiring a production member (what a worker bootstep does)::
+
+    peers = parse_peer_addresses("n1=10.0.0.1:7001,n2=10.0.0.2:7001,n3=10.0.0.3:7001")
+    node = RaftNode("n1", list(peers),
+                    transport=TcpTransport("n1", peers, secret=os.environ["OMNIMIND_RAFT_SECRET"]),
+                    storage=FileStorage("/var/lib/omnimind/raft/n1"),
+                    state_machine=my_state_machine)
+    node.add_leadership_listener(lambda leader_id, term: ...)  # start/stop the schedule on leadership
+    await node.start()
+    entry = await node.propose({"op": "set", "key": "slot", "value": 42})  # (entry.term, entry.index) fences
+    await node.stop(transfer_leadership=True)  # graceful shutdown hands leadership over first
+
+Configuration mistakes (duplicate or missing member ids, an unusable data directory, an empty secret, a port
+that cannot be bound) raise :class:`RaftConfigError` before the member joins.
+
+>>> from omnimind.scaling.raft import NodeState
+>>> [state.value for state in NodeState]
+['follower', 'candidate', 'leader']
+"""
+
+from .core import RaftCore
+from .errors import (
+                     InvariantViolation,
+                     MalformedMessage,
+                     NotLeader,
+                     ProposalDropped,
+                     RaftConfigError,
+                     RaftError,
+                     RaftStopped,
+                     StorageCorruptError,
+)
+from .messages import LogEntry, Message, MessageType, Snapshot
+from .node import NodeState, RaftNode
+from .ready import HardState, Ready, Role, SoftState
+from .simulation import SimulatedCluster
+from .state_machine import KeyValueStateMachine, StateMachine
+from .storage import FileStorage, MemoryStorage, PersistedState, RaftStorage
+from .transport import InProcessNetwork, InProcessTransport, RaftTransport, TcpTransport, parse_peer_addresses
+
+__all__ = [
+    "FileStorage", "HardState", "InProcessNetwork", "InProcessTransport", "InvariantViolation",
+    "KeyValueStateMachine", "LogEntry", "MalformedMessage", "MemoryStorage", "Message", "MessageType",
+    "NodeState", "NotLeader", "PersistedState", "ProposalDropped", "RaftConfigError", "RaftCore", "RaftError",
+    "RaftNode", "RaftStopped", "RaftStorage", "RaftTransport", "Ready", "Role", "SimulatedCluster", "SoftState",
+    "Snapshot", "StateMachine", "StorageCorruptError", "TcpTransport", "parse_peer_addresses",
+]

@@ -1,0 +1,1 @@
+"""Celery task modules, one per capability queue. Task names are public API."""

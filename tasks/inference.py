@@ -1,0 +1,37 @@
+"""Tasks on the ``inference`` queue."""
+from __future__ import annotations
+
+from typing import Any
+
+from omnimind.app import app, settings
+from omnimind.errors import InvalidInput
+from workers.context import node_id
+
+_limits = settings.limits["inference"]
+
+
+@app.task(name="tasks.inference.predict", soft_time_limit=_limits.soft, time_limit=_limits.hard, throws=(InvalidInput,))
+def predict(inputs: Any = None) -> dict:
+    """Run the served model on one example or a batch.
+
+    Returns ``{"outputs": ..., "model_version": int, "node_id": str}``; for a
+    single example ``outputs`` is that example's output, for a batch a list.
+    Bad input raises ``omnimind.errors.InvalidInput`` (the worker keeps serving).
+    """
+    prediction = _serving_runtime().predict(inputs)
+    return {"outputs": prediction.outputs, "model_version": prediction.model_version, "node_id": node_id()}
+
+
+@app.task(name="tasks.inference.noop", soft_time_limit=_limits.soft, time_limit=_limits.hard)
+def noop() -> None:
+    """Does nothing: the baseline that benchmarks measure ``predict`` against,
+    and a liveness probe for the inference queue."""
+    return None
+
+
+def _serving_runtime():
+    # Imported on first use: it pulls in torch, which memory and agents workers
+    # (they import every task module) never need.
+    from workers.model_sync import serving_runtime
+
+    return serving_runtime(settings)

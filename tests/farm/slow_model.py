@@ -1,0 +1,29 @@
+"""A model factory for reliability tests: examples whose first feature is 999
+take SLOW_SECONDS to run, so a test can kill a worker mid-task. It also records
+which worker process started the slow example."""
+import os
+import time
+
+import torch
+from torch import nn
+
+SLOW_MARKER = 999.0
+
+
+class SlowMLP(nn.Module):
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.linear = nn.Linear(size, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if bool((x[:, 0] == SLOW_MARKER).any()):
+            marker = os.environ.get("OMNIMIND_TEST_SLOW_MARKER_DIR")
+            if marker:
+                with open(os.path.join(marker, f"started-{os.getpid()}"), "w") as fh:
+                    fh.write(os.environ.get("OMNIMIND_TEST_WORKER_NAME", ""))
+            time.sleep(float(os.environ.get("OMNIMIND_TEST_SLOW_SECONDS", "2")))
+        return self.linear(x)
+
+
+def build(settings):
+    return SlowMLP(settings.model_input_size)

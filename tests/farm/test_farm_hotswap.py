@@ -1,0 +1,170 @@
+"""Zero-downtime hot swap through real workers and the Redis model store."""
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+from omnimind import keys
+from omnimind.app import settings
+from omnimind.models.errors import StaleFence
+from omnimind.models.factory import build_model
+from omnimind.models.store import ModelStore
+from tests.helpers import free_port, metric_value, scrape, wait_until
+
+GOOD = [0.25] * 16
+
+
+def weights(marker: float) -> dict:
+    """Default-architecture weights whose output on any input is ``marker``."""
+    model = build_model(settings)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    last = sorted(k for k in state if k.endswith(".weight"))[-1]
+    state[last].zero_()
+    state[last.replace("weight", "bias")].fill_(marker)
+    return state
+
+
+def predict(app, **options):
+    return app.send_task("tasks.inference.predict", kwargs={"inputs": GOOD}, **options).get(timeout=30)
+
+
+def served_versions(app, workers):
+    from celery.utils.nodenames import worker_direct
+
+    return {w.hostname: predict(app, queue=worker_direct(w.hostname))["model_version"] for w in workers}
+
+
+def test_ten_publishes_under_load_fail_no_request(start_worker, celery_app, redis_client):
+    workers = [start_worker(name, concurrency=2) for name in ("swap-a", "swap-b")]
+    store = ModelStore(redis_client)
+    stop = threading.Event()
+    failures, seen = [], {}
+
+    def client(number):
+        while not stop.is_set():
+            try:
+                out = predict(celery_app)
+                # Per client (sequential requests) and worker, a later request starts later.
+                seen.setdefault((number, out["node_id"]), []).append((out["model_version"], out["outputs"][0]))
+            except Exception as exc:  # any failure fails the test
+                failures.append(repr(exc))
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(3)]
+    for t in threads:
+        t.start()
+    try:
+        for version in range(1, 11):
+            published = store.publish(weights(float(version)), {"validation_loss": 0.1}, fence=(1, version))
+            assert published.version == version
+            wait_until(lambda: sum(len(v) for v in seen.values()) >= 5 * version, timeout=30, message="traffic")
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(30)
+    assert not failures, failures[:3]
+    assert {node for _, node in seen} == {w.hostname for w in workers}
+    for (number, node), answers in seen.items():
+        versions = [v for v, _ in answers]
+        assert versions == sorted(versions), f"{node} went backwards for client {number}"
+        # Every answer came from exactly the version it names (never half-loaded weights).
+        assert all(v == 0 or out == pytest.approx(float(v)) for v, out in answers)
+    wait_until(lambda: set(served_versions(celery_app, workers).values()) == {10}, message="all on v10")
+
+
+def test_bad_blob_and_stale_fence_keep_the_old_version(start_worker, celery_app, redis_client):
+    port = free_port()
+    worker = start_worker("swap-bad", OMNIMIND_METRICS_PORT=port)
+    store = ModelStore(redis_client)
+    store.publish(weights(1.0), fence=(3, 1))
+    wait_until(lambda: predict(celery_app)["model_version"] == 1, message="v1")
+
+    # A blob corrupted in Redis after publication: the SHA-256 check refuses it.
+    # The worker is paused meanwhile, so it cannot fetch v2 before the damage.
+    import signal
+
+    worker.signal(signal.SIGSTOP)
+    try:
+        store.publish(weights(2.0), fence=(3, 2))
+        redis_client.set(keys.model_blob("default", 2), b"garbage" * 10)
+    finally:
+        worker.signal(signal.SIGCONT)
+    wait_until(lambda: metric_value(scrape(port), "omnimind_model_swap_rejections_total") >= 1, message="refusal")
+    assert predict(celery_app)["model_version"] == 1
+    # Weights that do not fit the architecture are refused too.
+    store.publish({"0.weight": torch.zeros(3, 3)}, fence=(3, 3))
+    wait_until(lambda: metric_value(scrape(port), "omnimind_model_swap_rejections_total") >= 2, message="refusal")
+    assert predict(celery_app)["model_version"] == 1
+    # A stale fence is refused by the store itself.
+    with pytest.raises(StaleFence):
+        store.publish(weights(9.0), fence=(2, 99))
+    assert store.active_version() == 3
+    # And a later good publish is served.
+    store.publish(weights(4.0), fence=(3, 4))
+    wait_until(lambda: predict(celery_app)["model_version"] == 4, message="v4")
+    assert predict(celery_app)["outputs"][0] == pytest.approx(4.0)
+    assert "Refusing model v2 (checksum" in worker.output()
+
+
+def test_rollback_and_late_worker(start_worker, celery_app, redis_client):
+    first = start_worker("swap-r1")
+    store = ModelStore(redis_client)
+    for version in (1, 2, 3):
+        store.publish(weights(float(version)), fence=(1, version))
+    wait_until(lambda: predict(celery_app)["model_version"] == 3, message="v3")
+    late = start_worker("swap-r2")  # started after the publishes: serves v3 from its first request
+    assert served_versions(celery_app, [late]) == {late.hostname: 3}
+    store.rollback(1, fence=store.fence())
+    wait_until(lambda: set(served_versions(celery_app, [first, late]).values()) == {1}, message="rolled back")
+    assert predict(celery_app)["outputs"][0] == pytest.approx(1.0)
+
+
+def learn_stream(app, rng, batches, garbage=False):
+    w = np.linspace(-1, 1, 16)
+    for _ in range(batches):
+        x = rng.normal(size=(32, 16))
+        # Garbage: labels of a wrong concept (inverted, tripled), not merely noise.
+        y = -3.0 * (x @ w) if garbage else x @ w
+        app.send_task("tasks.training.learn", kwargs={"inputs": x.tolist(), "targets": y.tolist()}).get(timeout=30)
+
+
+def test_validation_gate_rejects_garbage_and_publishes_real(start_worker, celery_app, redis_client, tmp_path):
+    start_worker("gate", queues="training", pool="solo", concurrency=1, OMNIMIND_DATA_DIR=tmp_path)
+    inference = start_worker("gate-inf")
+    rng = np.random.default_rng(0)
+    # Mostly garbage, then real data: the shadow learns garbage, the newest (real) slice judges it.
+    learn_stream(celery_app, rng, 16, garbage=True)
+    learn_stream(celery_app, rng, 4)
+    rejected = celery_app.send_task("tasks.training.retrain").get(timeout=60)
+    assert rejected["outcome"] == "rejected" and rejected["val_loss"] > 1.05 * rejected["current_loss"]
+    assert ModelStore(redis_client).active_version() is None
+
+    redis_client.delete(keys.EXPERIENCE)
+    learn_stream(celery_app, rng, 20)
+    published = celery_app.send_task("tasks.training.retrain").get(timeout=60)
+    assert published["outcome"] == "published" and published["version"] == 1, published
+    assert published["val_loss"] <= 1.05 * published["current_loss"]
+    wait_until(lambda: predict(celery_app, queue="inference")["model_version"] == 1, message="inference on v1")
+    too_few = celery_app.send_task("tasks.training.retrain", kwargs={"window": 50}).get(timeout=60)
+    assert too_few["outcome"] == "skipped" and "only 50 samples" in too_few["reason"]
+
+
+def test_follower_survives_a_redis_restart(start_worker, celery_app, redis_client, redis_server):
+    worker = start_worker("swap-redis")
+    store = ModelStore(redis_client)
+    store.publish(weights(1.0), fence=(1, 1))
+    wait_until(lambda: predict(celery_app)["model_version"] == 1, message="v1")
+    redis_server.stop()
+    redis_server.start()  # empty: the follower must re-subscribe and keep polling
+    for version in (1, 2):
+        ModelStore(redis_client).publish(weights(float(version) * 10), fence=(1, version))
+
+    def on_v2():
+        try:
+            return predict(celery_app)["model_version"] == 2
+        except Exception:  # the client's pooled connections from before the restart
+            return False
+
+    wait_until(on_v2, timeout=60, message="v2 after the Redis restart")
+    assert predict(celery_app)["outputs"][0] == pytest.approx(20.0)
+    assert "Model follower lost Redis" in worker.output()

@@ -1,0 +1,189 @@
+"""The Raft coordinator in three real worker processes: failover, fencing, restart."""
+import json
+import signal
+
+import pytest
+
+from omnimind import keys
+from tests.helpers import free_port, wait_until
+
+SECRET = "test-secret-0123456789abcdef"
+
+
+@pytest.fixture
+def raft_farm(start_worker, tmp_path):
+    ports = {m: free_port() for m in ("n1", "n2", "n3")}
+    peers = ",".join(f"{m}=127.0.0.1:{p}" for m, p in ports.items())
+
+    def start(member, **extra):
+        return start_worker(
+            f"raft-{member}", queues="training", pool="solo", concurrency=1,
+            OMNIMIND_RAFT_ID=member, OMNIMIND_RAFT_PEERS=peers, OMNIMIND_RAFT_SECRET=SECRET,
+            OMNIMIND_DATA_DIR=tmp_path / member, OMNIMIND_RETRAIN_INTERVAL="1", **extra,
+        )
+
+    start.peers = peers
+    return start
+
+
+def members(redis_client):
+    out = {}
+    for key in redis_client.scan_iter(match=keys.raft_member_pattern()):
+        raw = redis_client.get(key)
+        if raw:
+            status = json.loads(raw)
+            out[status["member_id"]] = status
+    return out
+
+
+def leader(redis_client, among):
+    leaders = [s for m, s in members(redis_client).items() if m in among and s["state"] == "leader"]
+    return max(leaders, key=lambda s: s["term"])["member_id"] if leaders else None
+
+
+def accepted_slots(redis_client):
+    return [int(fields[b"slot"]) for _, fields in redis_client.xrange(keys.schedule_accepted("retrain"))]
+
+
+def assert_consecutive(slots):
+    assert slots == list(range(1, len(slots) + 1)), f"slots repeated or missed: {slots}"
+
+
+def test_leader_sigkill_failover_keeps_every_slot_once(raft_farm, redis_client):
+    workers = {m: raft_farm(m) for m in ("n1", "n2", "n3")}
+    first = wait_until(lambda: leader(redis_client, workers), timeout=30, message="a leader")
+    wait_until(lambda: len(accepted_slots(redis_client)) >= 3, timeout=30, message="3 dispatches")
+    workers.pop(first).kill()
+    second = wait_until(lambda: leader(redis_client, workers), timeout=30, message="a new leader")
+    assert second != first
+    before = len(accepted_slots(redis_client))
+    wait_until(lambda: len(accepted_slots(redis_client)) >= before + 3, timeout=30, message="dispatches resume")
+    assert_consecutive(accepted_slots(redis_client))
+    from omnimind.app import settings
+    from omnimind.status import read_status, render
+
+    screen = render(read_status(settings))
+    assert f"RAFT  leader {second}" in screen
+
+
+def test_paused_leader_dispatch_is_fenced_off(raft_farm, redis_client, tmp_path):
+    # The failpoint makes the leader that reaches slot 3 SIGSTOP itself between
+    # committing the slot and sending it, the window the fence exists for.
+    marker = tmp_path / "paused.json"
+    workers = {m: raft_farm(m, OMNIMIND_RAFT_FAILPOINT_PAUSE_BEFORE_SEND=f"3@{marker}") for m in ("n1", "n2", "n3")}
+    wait_until(lambda: marker.exists() and marker.stat().st_size > 0, timeout=30, message="a leader paused at slot 3")
+    paused_at = json.loads(marker.read_text())
+    old, old_term = paused_at["member_id"], paused_at["term"]
+    paused = workers[old]
+    wait_until(lambda: process_state(paused_at["pid"]) == "T", timeout=10, message="the leader to be stopped")
+    try:
+        others = {m: w for m, w in workers.items() if m != old}
+        wait_until(lambda: (lambda m: m and members(redis_client)[m]["term"] > old_term)(leader(redis_client, others)),
+                   timeout=30, message="a new leader")
+        # The new leader re-sends slot 3 (committed, never confirmed sent), then goes on.
+        wait_until(lambda: len(accepted_slots(redis_client)) >= 5, timeout=30, message="new leader dispatches")
+    finally:
+        paused.signal(signal.SIGCONT)
+    # The resumed ex-leader sends the slot it had committed, with its old fence: refused.
+    wait_until(
+        lambda: any("stale" in line and "Refusing retrain dispatch retrain slot 3" in line
+                    for w in workers.values() for line in w.output().splitlines()),
+        timeout=30, message="the stale dispatch to be refused",
+    )
+    assert_consecutive(accepted_slots(redis_client))
+
+
+def process_state(pid: int) -> str:
+    """The one-letter state in /proc/PID/stat ("T" once stopped)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        return stat.read().rsplit(")", 1)[1].split()[0]
+
+
+def test_full_restart_keeps_terms_log_and_schedule(raft_farm, redis_client):
+    workers = {m: raft_farm(m) for m in ("n1", "n2", "n3")}
+    wait_until(lambda: leader(redis_client, workers), timeout=30, message="a leader")
+    wait_until(lambda: len(accepted_slots(redis_client)) >= 3, timeout=30, message="3 dispatches")
+    before = members(redis_client)
+    for worker in workers.values():
+        worker.kill()  # all at once, no goodbyes
+    slots_before = accepted_slots(redis_client)
+    workers = {m: raft_farm(m) for m in ("n1", "n2", "n3")}
+    wait_until(lambda: leader(redis_client, workers), timeout=30, message="a leader after restart")
+    after = members(redis_client)
+    for member, status in before.items():
+        assert after[member]["term"] >= status["term"]
+    wait_until(lambda: len(accepted_slots(redis_client)) >= len(slots_before) + 2, timeout=30,
+               message="the schedule to continue")
+    assert_consecutive(accepted_slots(redis_client))
+    assert max(after[m]["commit_index"] for m in after) >= max(before[m]["commit_index"] for m in before)
+
+
+def test_drift_event_dispatches_an_early_retrain(start_worker, redis_client, tmp_path):
+    ports = {m: free_port() for m in ("n1", "n2", "n3")}
+    peers = ",".join(f"{m}=127.0.0.1:{p}" for m, p in ports.items())
+    workers = {
+        m: start_worker(
+            f"drift-{m}", queues="training", pool="solo", concurrency=1, OMNIMIND_RAFT_ID=m, OMNIMIND_RAFT_PEERS=peers,
+            OMNIMIND_RAFT_SECRET=SECRET, OMNIMIND_DATA_DIR=tmp_path / m,
+            OMNIMIND_RETRAIN_INTERVAL="3600", OMNIMIND_DRIFT_RETRAIN_MIN_GAP="3",
+        )
+        for m in ("n1", "n2", "n3")
+    }
+    wait_until(lambda: leader(redis_client, workers), timeout=30, message="a leader")
+    assert accepted_slots(redis_client) == []  # the hourly schedule is not due
+    redis_client.xadd(keys.DRIFT_EVENTS, {"node_id": "learner@test", "error": "4.2"})
+    wait_until(lambda: accepted_slots(redis_client) == [1], timeout=15, message="an early retrain")
+    # A storm: two more events at once are answered by one more retrain, after the gap.
+    redis_client.xadd(keys.DRIFT_EVENTS, {"node_id": "learner@test", "error": "5.0"})
+    redis_client.xadd(keys.DRIFT_EVENTS, {"node_id": "learner@test", "error": "5.1"})
+    wait_until(lambda: accepted_slots(redis_client) == [1, 2], timeout=15, message="one more retrain")
+    (_, first), (_, second) = redis_client.xrange(keys.schedule_accepted("retrain"))
+    assert second[b"index"] != first[b"index"]
+
+
+@pytest.mark.parametrize(
+    "member, peers, secret, data_dir, message",
+    [
+        ("n4", "n1=127.0.0.1:7101,n2=127.0.0.1:7102", SECRET, None, "own id 'n4' is missing"),
+        ("n1", "n1=127.0.0.1:7101,n1=127.0.0.1:7102", SECRET, None, "duplicate member id 'n1'"),
+        ("n1", "n1=127.0.0.1:7101,n2=127.0.0.1:7101", SECRET, None, "share an address"),
+        ("n1", "n1=127.0.0.1:7101,n2=127.0.0.1:7102", "short", None, "OMNIMIND_RAFT_SECRET"),
+        ("n1", "n1=127.0.0.1:7101,n2=127.0.0.1:7102", SECRET, "/proc/omnimind-raft", "is not usable"),
+    ],
+)
+def test_bad_raft_configuration_refuses_to_start(redis_server, tmp_path, member, peers, secret, data_dir, message):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {**os.environ, "OMNIMIND_RAFT_SECRET": secret, "OMNIMIND_DATA_DIR": str(tmp_path)}
+    cmd = [sys.executable, "-m", "celery", "-A", "omnimind", "worker", "-Q", "training", "--pool=solo",
+           "-n", "badraft@%h", "--raft-id", member, "--raft-peers", peers]
+    if data_dir:
+        cmd += ["--raft-data-dir", data_dir]
+    proc = subprocess.run(cmd, cwd=Path(__file__).resolve().parents[2], env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode != 0
+    assert message in proc.stdout + proc.stderr
+
+
+
+def test_member_with_a_wrong_secret_refuses_to_start(raft_farm, redis_client, tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    workers = {m: raft_farm(m) for m in ("n1", "n2")}
+    wait_until(lambda: leader(redis_client, workers), timeout=30, message="a leader of two")
+    env = {**os.environ, "OMNIMIND_RAFT_SECRET": "not-the-shared-secret-at-all",
+           "OMNIMIND_DATA_DIR": str(tmp_path / "n3"), "OMNIMIND_RAFT_PEERS": raft_farm.peers}
+    proc = subprocess.run(
+        [sys.executable, "-m", "celery", "-A", "omnimind", "worker", "-Q", "training", "--pool=solo",
+         "-n", "wrongsecret@%h", "--raft-id", "n3"],
+        cwd=Path(__file__).resolve().parents[2], env=env, capture_output=True, text=True, timeout=90,
+    )
+    assert proc.returncode != 0
+    assert "OMNIMIND_RAFT_SECRET differs" in proc.stdout + proc.stderr
+    assert leader(redis_client, workers)  # the group is unharmed

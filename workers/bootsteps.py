@@ -1,0 +1,227 @@
+"""Worker bootsteps: registry membership with heartbeats, and model warm-up."""
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+
+from celery import bootsteps
+from celery.signals import worker_process_init
+from celery.worker import state as worker_state
+
+from omnimind import keys
+from omnimind.app import settings
+from omnimind.observability import metrics
+from omnimind.scaling.hardware import detect_hardware
+from omnimind.scaling.node import NodeInfo
+from omnimind.scaling.registry import ServiceRegistry
+from omnimind.redis_client import redis_client
+from omnimind.status import queue_depths
+from workers import context
+
+logger = logging.getLogger(__name__)
+
+#: Re-read free GPU memory every this many heartbeats (nvidia-smi is not free).
+HARDWARE_EVERY = 5
+#: Publish cluster-wide gauges (node count, queue depths) every this many heartbeats.
+CLUSTER_GAUGES_EVERY = 5
+
+
+def consumed_queues(worker) -> list[str]:
+    """The capability queues this worker was started with (``-Q``)."""
+    queues = worker.app.amqp.queues.consume_from or worker.app.amqp.queues
+    return sorted(name for name in queues if not name.endswith(".dq2"))
+
+
+def _local_ip() -> str:
+    try:
+        return socket.gethostbyname(socket.gethostname())
+    except OSError:
+        return "127.0.0.1"
+
+
+class RegistryStep(bootsteps.StartStopStep):
+    """Registers the worker in the Redis registry, heartbeats from a thread of its
+    own (a busy solo pool cannot starve it), and deregisters on clean shutdown."""
+
+    label = "OmniMind registry"
+
+    def __init__(self, worker, metrics_port=None, **kwargs):
+        super().__init__(worker, **kwargs)
+        # Advertised as the node's port: where Prometheus scrapes it.
+        self.metrics_port = settings.metrics_port if metrics_port is None else metrics_port
+        queues = consumed_queues(worker)
+        hardware = detect_hardware()
+        capabilities = queues + list(settings.extra_capabilities) + (["gpu"] if "gpu" in hardware else [])
+        self.hardware = hardware
+        self.context = context.WorkerContext(
+            node_id=settings.node_id or worker.hostname, hostname=worker.hostname, capabilities=capabilities
+        )
+        # Before the pool forks, so children inherit node id and latency tracker.
+        context.set_context(self.context)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self, worker):
+        if not is_prefork(worker):
+            logger.info(
+                "Celery enforces task time limits only in prefork pools: on this %s pool a runaway task is "
+                "not killed (it is redelivered after OMNIMIND_VISIBILITY_TIMEOUT if the worker dies)",
+                worker.pool_cls if isinstance(worker.pool_cls, str) else worker.pool_cls.__name__,
+            )
+        self.registry = ServiceRegistry.from_settings(settings, client=redis_client(settings.redis_url))
+        self.concurrency = max(1, int(worker.concurrency or 1))
+        metrics.worker_up.labels(node_id=self.context.node_id).set(1)
+        self._register()
+        self._thread = threading.Thread(target=self._heartbeat_loop, name="omnimind-heartbeat", daemon=True)
+        self._thread.start()
+
+    def stop(self, worker):
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=settings.heartbeat_interval + 1)
+        metrics.worker_up.labels(node_id=self.context.node_id).set(0)
+        try:
+            self.registry.store.deregister(self.context.node_id)
+            logger.info("Deregistered %s", self.context.node_id)
+        except Exception as exc:  # Redis gone at shutdown: the record expires by TTL.
+            logger.warning("Could not deregister %s: %s", self.context.node_id, exc)
+
+    shutdown = stop
+
+    def _register(self) -> None:
+        ctx = self.context
+        self.registry.store.register(
+            NodeInfo(
+                node_id=ctx.node_id,
+                ip_address=_local_ip(),
+                port=self.metrics_port or 0,
+                capabilities=ctx.capabilities,
+                hardware=self.hardware,
+                concurrency=self.concurrency,
+                pid=os.getpid(),
+                hostname=ctx.hostname,
+            )
+        )
+        logger.info("Registered %s with capabilities %s", ctx.node_id, ctx.capabilities)
+
+    def _heartbeat_loop(self) -> None:
+        beats = 0
+        registered = True
+        while not self._stop.wait(settings.heartbeat_interval):
+            beats += 1
+            load = len(worker_state.active_requests) / self.concurrency
+            hardware = None
+            if "gpu" in self.hardware and beats % HARDWARE_EVERY == 0:
+                hardware = self.hardware = detect_hardware()
+            try:
+                if not registered or not self.registry.store.heartbeat(
+                    self.context.node_id, load, self.context.latency.mean_ms, hardware
+                ):
+                    # Unknown to the store (Redis restarted, record expired): join again.
+                    self._register()
+                registered = True
+                metrics.worker_up.labels(node_id=self.context.node_id).set(1)
+                metrics.worker_load_factor.labels(node_id=self.context.node_id).set(load)
+                if beats % CLUSTER_GAUGES_EVERY == 0:
+                    self._record_cluster_gauges()
+            except Exception as exc:
+                registered = False
+                # Up means "serving": a worker that cannot reach Redis is not.
+                metrics.worker_up.labels(node_id=self.context.node_id).set(0)
+                logger.warning("Heartbeat of %s failed (will retry): %s", self.context.node_id, exc)
+
+    def _record_cluster_gauges(self) -> None:
+        metrics.cluster_nodes_total.set(self.registry.store.client.zcard(keys.NODES))
+        for queue, depth in queue_depths(redis_client(settings.broker_url)).items():
+            metrics.queue_length.labels(queue=queue).set(depth)
+
+
+def _serves_model() -> bool:
+    ctx = context.current()
+    return ctx is not None and ("inference" in ctx.capabilities or "training" in ctx.capabilities)
+
+
+def warm_model() -> None:
+    # Imported here: it pulls in torch, which workers without a model never need.
+    from workers.model_sync import serving_runtime
+
+    runtime = serving_runtime(settings)
+    metrics.model_version.labels(node_id=context.node_id()).set(runtime.model_version)
+    logger.info("Model v%d ready on %s", runtime.model_version, runtime.served.device)
+
+
+class ModelWarmupStep(bootsteps.StartStopStep):
+    """Builds the served model before the first request.
+
+    With solo/threads pools that is this process; with prefork it is each child,
+    after the fork (``worker_process_init``), because CUDA does not survive fork.
+    """
+
+    label = "OmniMind model warm-up"
+    requires = (RegistryStep,)
+
+    def start(self, worker):
+        if _serves_model() and not is_prefork(worker):
+            warm_model()
+
+    def stop(self, worker):
+        from workers.model_sync import stop_following
+
+        stop_following()
+
+
+class LearnerStep(bootsteps.StartStopStep):
+    """Owns the online learner of a ``training`` worker: one learner state per
+    worker, so a prefork pool of several processes is refused; the learner is
+    built (resuming from its checkpoint) before the first task and
+    checkpointed on shutdown."""
+
+    label = "OmniMind learner"
+    requires = (ModelWarmupStep,)
+
+    def __init__(self, worker, **kwargs):
+        super().__init__(worker, **kwargs)
+        ctx = context.current()
+        self.enabled = ctx is not None and "training" in ctx.capabilities
+        if self.enabled and is_prefork(worker) and int(worker.concurrency or 1) > 1:
+            raise SystemExit(
+                "omnimind: the training queue keeps one online learner per worker; start it with "
+                "--pool=solo (or --pool=threads), not a prefork pool of "
+                f"{worker.concurrency} processes"
+            )
+
+    def start(self, worker):
+        if self.enabled and not is_prefork(worker):
+            self._learner()
+
+    def stop(self, worker):
+        from workers.learner import current_learner
+
+        learner = current_learner()
+        if learner is None:
+            return
+        try:
+            learner.checkpoint()
+            logger.info("Learner checkpointed to %s", learner.checkpoint_dir)
+        except Exception as exc:  # shutdown goes on; the last periodic checkpoint stays
+            logger.error("Learner checkpoint at shutdown failed: %s", exc)
+
+    def _learner(self):
+        from workers.learner import get_learner
+        from workers.model_sync import serving_runtime
+
+        return get_learner(settings, serving_runtime(settings), context.node_id())
+
+
+def is_prefork(worker) -> bool:
+    pool = worker.pool_cls
+    name = pool if isinstance(pool, str) else getattr(pool, "__module__", "")
+    return "prefork" in name
+
+
+@worker_process_init.connect
+def _warm_in_child(**_):
+    if _serves_model():
+        warm_model()

@@ -1,0 +1,132 @@
+"""Worker observability: the ``/metrics`` bootstep, multiprocess metric files,
+known series at 0, and the log format.
+
+Connected through Celery's extension points only: a bootstep, the
+``worker_process_shutdown`` signal and the logging signals
+(``omnimind.observability.logging.connect``).
+"""
+from __future__ import annotations
+
+import logging
+
+from celery import bootsteps
+from celery.signals import worker_process_shutdown
+
+from omnimind.app import settings
+from omnimind.errors import InvalidInput
+from omnimind.observability import logging as log_format
+from omnimind.observability import metrics, multiprocess
+
+logger = logging.getLogger(__name__)
+
+class MetricsServerStep(bootsteps.StartStopStep):
+    """Serves ``/metrics`` on ``--metrics-port`` (or ``OMNIMIND_METRICS_PORT``).
+
+    When serving, the worker's metrics run in prometheus-client multiprocess
+    mode in ``<data_dir>/metrics/<node name>/`` (wiped here, at start), so the
+    page sums every pool process. ``OMNIMIND_METRICS=0`` turns serving off.
+
+    >>> MetricsServerStep.label
+    'OmniMind metrics'
+    """
+
+    label = "OmniMind metrics"
+
+    def __init__(self, worker, metrics_port=None, raft_id=None, **kwargs):
+        super().__init__(worker, **kwargs)
+        self.port = settings.metrics_port if metrics_port is None else metrics_port
+        self.raft_member = raft_id or settings.raft_id or None  # as workers.raft.RaftStep resolves it
+        if not settings.metrics_enabled:
+            self.port = 0
+        self.path = None
+        self._server = None
+        if self.port:
+            # Here, in the main process: before the pool forks and before any
+            # step records a value.
+            self.path = multiprocess.enable(multiprocess.worker_dir(settings, worker.hostname))
+
+    def start(self, worker):
+        if not self.port:
+            return
+        from prometheus_client import start_http_server
+        from workers import context
+        from workers.bootsteps import consumed_queues
+
+        ctx = context.current()
+        precreate_known_series(
+            worker.app,
+            node_id=context.node_id(),
+            queues=consumed_queues(worker),
+            capabilities=ctx.capabilities if ctx is not None else [],
+            raft_member=self.raft_member,
+        )
+        self._server, _ = start_http_server(self.port, addr="0.0.0.0", registry=multiprocess.registry(self.path))
+        logger.info("Serving Prometheus metrics on :%d/metrics (multiprocess files in %s)", self.port, self.path)
+
+    def stop(self, worker):
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    shutdown = stop
+
+
+def worker_task_names(app, queues) -> list[str]:
+    """OmniMind's tasks that route to one of ``queues``.
+
+    >>> from omnimind.app import app
+    >>> _ = app.loader.import_default_modules()  # a worker imports its task modules at start
+    >>> names = worker_task_names(app, ["inference"])
+    >>> {"tasks.inference.noop", "tasks.inference.predict"} <= set(names), "tasks.training.learn" in names
+    (True, False)
+    """
+    names = []
+    for name in sorted(app.tasks):
+        if name.startswith("celery."):
+            continue
+        try:
+            queue = app.amqp.router.route({}, name)["queue"].name
+        except Exception:  # an unroutable name is not this worker's task
+            continue
+        if queue in queues:
+            names.append(name)
+    return names
+
+
+def precreate_known_series(app, node_id: str, queues, capabilities, raft_member: str | None = None) -> None:
+    """Create at 0 the labelled series whose label values are a fixed known set,
+    so that a series' first event is an increase Prometheus can see.
+
+    Per task of this worker x state; per node and status; swap rejection
+    reasons on model-serving workers; drop reasons and the member's election
+    counters on Raft members (labelled with the Raft member id, as
+    ``workers.raft`` records them)."""
+    tasks = worker_task_names(app, queues)
+    for task in tasks:
+        for state in metrics.TASK_STATES:
+            metrics.tasks_total.labels(task=task, state=state)
+        if InvalidInput in tuple(getattr(app.tasks[task], "throws", ()) or ()):
+            for reason in InvalidInput.REASONS:
+                metrics.bad_inputs.labels(task=task, reason=reason)
+    for status in metrics.REQUEST_STATUSES:
+        metrics.cluster_requests_total.labels(node_id=node_id, status=status)
+    if {"inference", "training"} & set(capabilities):
+        metrics.model_swaps.labels(node_id=node_id)
+        for reason in metrics.MODEL_SWAP_REJECTION_REASONS:
+            metrics.model_swap_rejections.labels(reason=reason)
+    if raft_member:
+        metrics.raft_leader_changes.labels(node_id=raft_member)
+        metrics.raft_elections.labels(node_id=raft_member)
+        for reason in metrics.RAFT_DROP_REASONS:
+            metrics.raft_dropped_frames.labels(reason=reason)
+
+
+@worker_process_shutdown.connect
+def _on_process_shutdown(pid=None, **_):
+    # Fires in the exiting pool child; its live gauges must not outlive it.
+    if pid is not None:
+        multiprocess.process_exited(pid)
+
+
+log_format.connect(settings.log_format)

@@ -1,0 +1,336 @@
+"""Raft membership inside a Celery worker, and the coordinator it elects.
+
+``celery -A omnimind worker -Q training --raft-id n1 --raft-peers n1=h1:7001,n2=h2:7001,n3=h3:7001``
+(or ``OMNIMIND_RAFT_ID`` / ``OMNIMIND_RAFT_PEERS``; the shared secret comes only
+from ``OMNIMIND_RAFT_SECRET``, never the command line, where ``ps`` shows it).
+
+The member runs on an asyncio loop in a thread of its own. When it becomes
+leader it starts the coordinator thread (``FencedScheduler``); the moment it
+loses leadership the coordinator stops, and anything it still tries to commit
+fails — a deposed leader's sends carry an old fence and are refused downstream.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import redis
+from celery import bootsteps
+
+from omnimind import keys
+from omnimind.app import settings
+from omnimind.observability import metrics
+from omnimind.redis_client import redis_client
+from omnimind.scaling.coordinator import FencedScheduler, NotCoordinator, ScheduleStateMachine
+from omnimind.scaling.replicator import StateReplicator, wrap
+from omnimind.scaling.raft import (
+    FileStorage,
+    ProposalDropped,
+    RaftConfigError,
+    RaftNode,
+    TcpTransport,
+    parse_peer_addresses,
+)
+
+logger = logging.getLogger(__name__)
+
+STATUS_EVERY_S = 0.25
+#: Longest the coordinator goes without looking for new drift events.
+DRIFT_POLL_S = 0.5
+#: Longest a starting member waits for a peer's frame to check the shared secret.
+SECRET_CHECK_S = 3.0
+#: Pause before a leader's coordinator starts over after a transient error.
+COORDINATOR_RETRY_S = 0.5
+MIN_SECRET_BYTES = 16
+#: Fault injection for tests (unset in production): "SLOT@PATH" makes the first
+#: member to reach slot SLOT between commit and send write who it is to PATH
+#: (created exclusively, so it fires once across the cluster) and SIGSTOP
+#: itself there: a deterministic pause in the window the fence exists for.
+PAUSE_BEFORE_SEND_ENV = "OMNIMIND_RAFT_FAILPOINT_PAUSE_BEFORE_SEND"
+
+
+@dataclass(frozen=True)
+class MemberConfig:
+    member_id: str
+    peers: dict
+    data_dir: Path
+    secret: str
+
+    @classmethod
+    def build(cls, member_id: str, peers_spec: str, data_dir: str, secret: str) -> "MemberConfig":
+        """Validate everything up front: a member with a bad configuration must not start."""
+        peers = parse_peer_addresses(peers_spec)
+        if not peers:
+            raise RaftConfigError("--raft-peers (OMNIMIND_RAFT_PEERS) is empty: list every member as id=host:port")
+        if member_id not in peers:
+            raise RaftConfigError(f"own id {member_id!r} is missing from the peer list {sorted(peers)}")
+        addresses = list(peers.values())
+        if len(set(addresses)) != len(addresses):
+            raise RaftConfigError(f"two members share an address in {peers_spec!r}")
+        if len(secret.encode()) < MIN_SECRET_BYTES:
+            raise RaftConfigError(
+                f"OMNIMIND_RAFT_SECRET must be set to a shared secret of at least {MIN_SECRET_BYTES} bytes"
+            )
+        path = Path(data_dir) if data_dir else Path(settings.data_dir) / "raft" / member_id
+        return cls(member_id, peers, path, secret)
+
+
+def parse_pause_failpoint(spec: str) -> tuple[int, Path] | None:
+    """``"SLOT@PATH"`` -> ``(SLOT, PATH)``; empty -> None.
+
+    >>> parse_pause_failpoint("3@/tmp/paused.json"), parse_pause_failpoint("")
+    ((3, PosixPath('/tmp/paused.json')), None)
+    """
+    if not spec:
+        return None
+    slot, sep, path = spec.partition("@")
+    if not sep or not slot.strip().isdigit() or not path:
+        raise RaftConfigError(f"{PAUSE_BEFORE_SEND_ENV} must look like SLOT@PATH, not {spec!r}")
+    return int(slot), Path(path)
+
+
+class CoordinatorMember:
+    """Runs one Raft member and, while it leads, the periodic schedule."""
+
+    def __init__(self, config: MemberConfig, app) -> None:
+        self.config = config
+        self.app = app
+        self.schedule_state = ScheduleStateMachine()
+        self.replicator = StateReplicator({"schedule": self.schedule_state})
+        self.pause_before_send = parse_pause_failpoint(os.environ.get(PAUSE_BEFORE_SEND_ENV, ""))
+        self.redis = redis_client(settings.redis_url)
+        self.loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._startup_error: BaseException | None = None
+        self._coordinator_stop: threading.Event | None = None
+        self._sending: list | None = None
+        self._leader_since: float | None = None
+        self._seen = {"leader_changes": 0, "elections": 0, "dropped": {}}
+        # Opened here, in the worker's main thread: an unusable directory or one
+        # locked by another member fails the worker's start with a clear message.
+        self.storage = FileStorage(config.data_dir)
+
+    # -- lifecycle (worker thread) ------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run_loop, name="omnimind-raft", daemon=True)
+        self._thread.start()
+        self._ready.wait(30)
+        if self._startup_error is not None:
+            raise self._startup_error
+        self._check_secret()
+
+    def _check_secret(self) -> None:
+        """Refuse to run with a secret the peers do not share: their frames then all
+        fail authentication. Peers that are not up yet cannot tell, so this waits
+        at most ``SECRET_CHECK_S``; later mismatches are dropped, counted and logged."""
+        transport = self.node.transport
+        deadline = time.monotonic() + SECRET_CHECK_S
+        while time.monotonic() < deadline and transport.frames_received == 0:
+            if transport.dropped_frames.get("unauthenticated", 0) >= 3:
+                self.stop()
+                raise RaftConfigError(
+                    "frames from the other members fail authentication: OMNIMIND_RAFT_SECRET differs from theirs"
+                )
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        """Hand leadership over (graceful shutdown), then stop."""
+        if self._coordinator_stop is not None:
+            self._coordinator_stop.set()
+        future = asyncio.run_coroutine_threadsafe(self.node.stop(transfer_leadership=True), self.loop)
+        try:
+            future.result(10)
+        except Exception as exc:
+            logger.warning("Raft member %s stopped uncleanly: %s", self.config.member_id, exc)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10)
+        self.redis.delete(keys.raft_member(self.config.member_id))
+
+    def _run_loop(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        try:
+            transport = TcpTransport(self.config.member_id, self.config.peers, self.config.secret)
+            self.node = RaftNode(
+                self.config.member_id, list(self.config.peers), transport=transport,
+                storage=self.storage, state_machine=self.replicator,
+            )
+            self.node.add_leadership_listener(self._on_leadership)
+            self.loop.run_until_complete(self.node.start())
+            self.loop.create_task(self._publish_status())
+        except BaseException as exc:
+            self._startup_error = exc
+            self._ready.set()
+            return
+        logger.info("Raft member %s listening on %s:%d", self.config.member_id, *self.config.peers[self.config.member_id])
+        self._ready.set()
+        self.loop.run_forever()
+
+    # -- leadership (event loop) --------------------------------------------------------------------
+    def _on_leadership(self, leader_id, term) -> None:
+        self._leader_since = time.time() if self.node.is_leader else None
+        if self.node.is_leader:
+            if self._coordinator_stop is None:
+                self._coordinator_stop = threading.Event()
+                threading.Thread(
+                    target=self._coordinate, args=(self._coordinator_stop,), name="omnimind-coordinator", daemon=True
+                ).start()
+        elif self._coordinator_stop is not None:
+            self._coordinator_stop.set()  # at once: not one more dispatch from this member
+            self._coordinator_stop = None
+
+    # -- coordinator (its own thread) ---------------------------------------------------------------
+    def _coordinate(self, stop: threading.Event) -> None:
+        def propose(command):
+            if stop.is_set():
+                raise NotCoordinator("leadership lost")
+            future = asyncio.run_coroutine_threadsafe(self.node.propose(wrap("schedule", command), timeout=2.0), self.loop)
+            return future.result(3.0)
+
+        term = self.node.current_term
+        logger.info("Raft member %s leads term %d: starting the schedule", self.config.member_id, term)
+        try:
+            while not stop.is_set():
+                try:
+                    self._run_schedule(propose, stop)
+                except (NotCoordinator, ProposalDropped) as exc:  # not (or no longer) the leader
+                    logger.info("Coordinator of term %d stops: %s", term, exc)
+                    break
+                except Exception as exc:
+                    # Transient (a slow commit, Redis hiccup): still leader, so start over
+                    # from the replicated state; a slot committed but not sent is resent.
+                    logger.warning("Coordinator of term %d restarts after: %r", term, exc)
+                    stop.wait(COORDINATOR_RETRY_S)
+        finally:
+            stop.set()
+            self._sending = None
+        logger.info("Raft member %s: schedule stopped (term %d)", self.config.member_id, term)
+
+    def _run_schedule(self, propose, stop: threading.Event) -> None:
+        # A barrier entry of our own term: once it is applied, so is everything
+        # earlier leaders committed, and the schedule state is complete.
+        propose({"op": "barrier"})
+        scheduler = FencedScheduler(
+            self.app, propose=propose, state_machine=self.schedule_state, before_send=self._before_send,
+            max_interval=1.0,
+        )
+        try:
+            scheduler.resend_unsent()
+            while not stop.is_set():
+                self._answer_drift(scheduler)
+                delay = scheduler.tick()
+                self._sending = None
+                stop.wait(min(max(delay, 0.0), DRIFT_POLL_S))
+        finally:
+            scheduler.close()  # its broker connection
+
+    def _answer_drift(self, scheduler: FencedScheduler) -> None:
+        """A learner's drift event turns into an early retrain (at most one per gap)."""
+        entry = settings.drift_retrain_entry
+        if not entry:
+            return
+        newest = self.redis.xrevrange(keys.DRIFT_EVENTS, count=1)
+        if newest:
+            drift_id = newest[0][0].decode()
+            if scheduler.dispatch_early(entry, drift_id, settings.drift_retrain_min_gap):
+                logger.info("Drift event %s: dispatched %s early", drift_id, entry)
+
+    def _before_send(self, entry_name: str, slot: int) -> None:
+        self._sending = [entry_name, slot]
+        if self.pause_before_send and self.pause_before_send[0] == slot:
+            self._pause_once(self.pause_before_send[1], entry_name, slot)
+
+    def _pause_once(self, marker: Path, entry_name: str, slot: int) -> None:
+        try:
+            fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        except FileExistsError:
+            return  # another member paused here already
+        record = {"member_id": self.config.member_id, "term": self.node.current_term, "entry": entry_name,
+                  "slot": slot, "pid": os.getpid()}
+        with os.fdopen(fd, "w") as out:
+            json.dump(record, out)
+            out.flush()
+            os.fsync(out.fileno())
+        logger.warning("Failpoint: pausing before sending %s slot %d", entry_name, slot)
+        os.kill(os.getpid(), signal.SIGSTOP)  # the whole process; SIGCONT resumes right here
+
+    # -- observability (event loop) -----------------------------------------------------------------
+    async def _publish_status(self) -> None:
+        member = self.config.member_id
+        while True:
+            node = self.node
+            status = {
+                "member_id": member,
+                "state": node.state.value,
+                "term": node.current_term,
+                "leader_id": node.leader_id,
+                "commit_index": node.commit_index,
+                "last_applied": node.last_applied,
+                "sending": self._sending,
+                "leader_since": self._leader_since,
+                "pid": os.getpid(),
+            }
+            metrics.raft_term.labels(node_id=member).set(node.current_term)
+            metrics.raft_is_leader.labels(node_id=member).set(1 if node.is_leader else 0)
+            metrics.raft_commit_index.labels(node_id=member).set(node.commit_index)
+            self._count("leader_changes", node.leader_changes, metrics.raft_leader_changes.labels(node_id=member))
+            self._count("elections", node.elections_started, metrics.raft_elections.labels(node_id=member))
+            for reason, total in node.dropped_frames.items():
+                seen = self._seen["dropped"].get(reason, 0)
+                if total > seen:
+                    metrics.raft_dropped_frames.labels(reason=reason).inc(total - seen)
+                    self._seen["dropped"][reason] = total
+            try:
+                await self.loop.run_in_executor(
+                    None, lambda: self.redis.set(keys.raft_member(member), json.dumps(status), ex=5)
+                )
+            except redis.RedisError as exc:
+                logger.debug("Raft status not published: %s", exc)
+            await asyncio.sleep(STATUS_EVERY_S)
+
+    def _count(self, name: str, total: int, counter) -> None:
+        if total > self._seen[name]:
+            counter.inc(total - self._seen[name])
+            self._seen[name] = total
+
+
+class RaftStep(bootsteps.StartStopStep):
+    """Makes the worker a Raft member when ``--raft-id`` (or ``OMNIMIND_RAFT_ID``) is given."""
+
+    label = "OmniMind raft"
+
+    def __init__(self, worker, raft_id=None, raft_peers=None, raft_data_dir=None, **kwargs):
+        super().__init__(worker, **kwargs)
+        member_id = raft_id or settings.raft_id
+        self.member: CoordinatorMember | None = None
+        if not member_id:
+            return
+        try:
+            config = MemberConfig.build(
+                member_id, raft_peers or settings.raft_peers, raft_data_dir or settings.raft_data_dir,
+                settings.raft_secret,
+            )
+            self.member = CoordinatorMember(config, worker.app)
+        except RaftConfigError as exc:
+            raise SystemExit(f"omnimind: cannot start Raft member {member_id!r}: {exc}") from None
+
+    def start(self, worker):
+        if self.member is not None:
+            try:
+                self.member.start()
+            except BaseException:
+                self.member = None  # it stopped itself; the worker's shutdown must not stop it again
+                raise
+
+    def stop(self, worker):
+        if self.member is not None:
+            self.member.stop()
+            self.member = None
+
+    shutdown = stop

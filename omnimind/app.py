@@ -19,7 +19,8 @@ from omnimind.config import QUEUES, Settings
 
 settings = Settings.from_env()
 
-app = Celery("omnimind", include=[f"tasks.{queue}" for queue in ("inference", "training", "memory", "agents")])
+# TimeLimitedTask: soft/hard limits enforced in solo and threads pools too.
+app = Celery("omnimind", task_cls="workers.time_limits:TimeLimitedTask", include=[f"tasks.{queue}" for queue in ("inference", "training", "memory", "agents")])
 
 app.conf.update(
     broker_url=settings.broker_url,

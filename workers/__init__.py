@@ -31,5 +31,6 @@ def install(app) -> None:
         "workers.memory:MemoryLockStep",  # embedded vector memory: one process
         "workers.bootsteps:LearnerStep",
         "workers.raft:RaftStep",  # a no-op unless --raft-id is given
+        "workers.time_limits:TimeLimitStep",  # a no-op under prefork
     ):
         app.steps["worker"].add(step)

@@ -64,12 +64,6 @@ class RegistryStep(bootsteps.StartStopStep):
         self._thread: threading.Thread | None = None
 
     def start(self, worker):
-        if not is_prefork(worker):
-            logger.info(
-                "Celery enforces task time limits only in prefork pools: on this %s pool a runaway task is "
-                "not killed (it is redelivered after OMNIMIND_VISIBILITY_TIMEOUT if the worker dies)",
-                worker.pool_cls if isinstance(worker.pool_cls, str) else worker.pool_cls.__name__,
-            )
         self.registry = ServiceRegistry.from_settings(settings, client=redis_client(settings.redis_url))
         self.concurrency = max(1, int(worker.concurrency or 1))
         metrics.worker_up.labels(node_id=self.context.node_id).set(1)

@@ -98,7 +98,7 @@ def precreate_known_series(app, node_id: str, queues, capabilities, raft_member:
     """Create at 0 the labelled series whose label values are a fixed known set,
     so that a series' first event is an increase Prometheus can see.
 
-    Per task of this worker x state; per node and status; swap rejection
+    Per task of this worker x state (and x time-limit kind); per node and status; swap rejection
     reasons on model-serving workers; drop reasons and the member's election
     counters on Raft members (labelled with the Raft member id, as
     ``workers.raft`` records them)."""
@@ -106,6 +106,8 @@ def precreate_known_series(app, node_id: str, queues, capabilities, raft_member:
     for task in tasks:
         for state in metrics.TASK_STATES:
             metrics.tasks_total.labels(task=task, state=state)
+        for kind in metrics.TIME_LIMIT_KINDS:
+            metrics.task_time_limits.labels(task=task, kind=kind)
         if InvalidInput in tuple(getattr(app.tasks[task], "throws", ()) or ()):
             for reason in InvalidInput.REASONS:
                 metrics.bad_inputs.labels(task=task, reason=reason)

@@ -258,7 +258,10 @@ class CoordinatorMember:
             out.flush()
             os.fsync(out.fileno())
         logger.warning("Failpoint: pausing before sending %s slot %d", entry_name, slot)
-        os.kill(os.getpid(), signal.SIGSTOP)  # the whole process; SIGCONT resumes right here
+        # Directed at this thread, so that it is this thread that stops at once (the
+        # whole process stops with it); a process-directed kill() wakes the main
+        # thread to begin the stop and lets this one run on for a moment.
+        signal.pthread_kill(threading.get_ident(), signal.SIGSTOP)  # SIGCONT resumes right here
 
     # -- observability (event loop) -----------------------------------------------------------------
     async def _publish_status(self) -> None:

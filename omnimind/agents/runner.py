@@ -4,7 +4,7 @@ The limit has to interrupt an agent that does not cooperate (a loop that never
 calls the farm), in every pool: Celery's soft time limit exists only under
 prefork, and OmniMind's agents workers run a threads pool. So ``Deadline`` arms a
 timer that raises an exception *in the agent's thread* when time is up
-(``PyThreadState_SetAsyncExc``). It lands at the next Python bytecode: pure
+(``omnimind.deadlines.raise_in_thread``). It lands at the next Python bytecode: pure
 Python loops and the context's waits (which poll) stop within milliseconds; a
 single long C call (a huge NumPy op, ``time.sleep(60)``) is interrupted when it
 returns. The exception derives from ``BaseException`` so an agent's ``except
@@ -31,12 +31,12 @@ omnimind.errors.AgentError: agent 'div' failed (exception): ZeroDivisionError: d
 """
 from __future__ import annotations
 
-import ctypes
 import json
 import logging
 import threading
 from typing import Any
 
+from omnimind.deadlines import raise_in_thread
 from omnimind.errors import AgentError, AgentTimeout, InvalidInput
 
 logger = logging.getLogger(__name__)
@@ -68,20 +68,14 @@ class Deadline:
         with self._lock:
             if not self._done:
                 self.fired = True
-                _set_async_exc(self._thread_id, _Interrupt)
+                raise_in_thread(self._thread_id, _Interrupt)
 
     def __exit__(self, *exc_info) -> None:
         with self._lock:
             self._done = True
             self._timer.cancel()
             if self.fired:  # fired but maybe not delivered yet: withdraw it
-                _set_async_exc(self._thread_id, None)
-
-
-def _set_async_exc(thread_id: int, exc) -> None:
-    ctypes.pythonapi.PyThreadState_SetAsyncExc(
-        ctypes.c_ulong(thread_id), ctypes.py_object(exc) if exc is not None else ctypes.c_void_p(0)
-    )
+                raise_in_thread(self._thread_id, None)
 
 
 def run_agent(spec, payload: dict, context, time_limit: float, grace: float = 0.0) -> Any:

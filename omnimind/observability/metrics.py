@@ -48,6 +48,12 @@ task_queue_wait_seconds = Histogram(
     ["queue"],
     buckets=LATENCY_BUCKETS,
 )
+TIME_LIMIT_KINDS = ("soft", "hard")
+task_time_limits = Counter(
+    "omnimind_task_time_limits_total",
+    "Tasks interrupted at their time limit on a solo/threads pool (prefork: Celery's own)",
+    ["task", "kind"],
+)
 queue_length = Gauge("omnimind_queue_length", "Messages waiting in a queue", ["queue"], multiprocess_mode="max")
 worker_up = Gauge("omnimind_worker_up", "1 while a worker process is serving", ["node_id"], multiprocess_mode="max")
 worker_load_factor = Gauge(

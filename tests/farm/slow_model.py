@@ -1,5 +1,6 @@
 """A model factory for reliability tests: examples whose first feature is 999
-take SLOW_SECONDS to run, so a test can kill a worker mid-task. It also records
+take SLOW_SECONDS to run, so a test can kill a worker mid-task or run into a
+time limit. It also records
 which worker process started the slow example."""
 import os
 import time
@@ -21,7 +22,10 @@ class SlowMLP(nn.Module):
             if marker:
                 with open(os.path.join(marker, f"started-{os.getpid()}"), "w") as fh:
                     fh.write(os.environ.get("OMNIMIND_TEST_WORKER_NAME", ""))
-            time.sleep(float(os.environ.get("OMNIMIND_TEST_SLOW_SECONDS", "2")))
+            # Short naps in a Python loop, like real work: a time limit can interrupt it.
+            until = time.monotonic() + float(os.environ.get("OMNIMIND_TEST_SLOW_SECONDS", "2"))
+            while time.monotonic() < until:
+                time.sleep(0.01)
         return self.linear(x)
 
 

@@ -1,0 +1,102 @@
+"""Task time limits on solo and threads pools, where Celery enforces none.
+
+Celery applies ``soft_time_limit``/``time_limit`` only in prefork pools (the
+pool signals or kills its child). OmniMind's GPU inference and agents workers
+run a threads pool, training and memory workers a solo pool, so a runaway task
+would hold its slot for ever. ``TimeLimitStep`` starts one
+:class:`~omnimind.deadlines.DeadlineWatchdog` in such a worker, and every
+OmniMind task (``TimeLimitedTask``, the app's task class) arms its limits
+around its body: at the soft limit ``SoftTimeLimitExceeded`` is raised in the
+task (it may catch it to clean up, as under prefork), at the hard limit
+``TimeLimitExceeded``. The task fails with that error in its result, the event
+is counted in ``omnimind_task_time_limits_total`` and the worker goes on
+serving. A single long C call is interrupted only when it returns (see
+``omnimind.deadlines``). Under prefork the step does nothing: Celery's own
+limits apply there, hard kill included.
+
+>>> from tasks.inference import predict
+>>> isinstance(predict, TimeLimitedTask)
+True
+>>> task_limits(predict) == (settings.limits["inference"].soft, settings.limits["inference"].hard)
+True
+"""
+from __future__ import annotations
+
+import logging
+
+from celery import Task, bootsteps
+from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
+
+from omnimind.app import settings
+from omnimind.deadlines import DeadlineWatchdog
+from omnimind.observability import metrics
+
+logger = logging.getLogger(__name__)
+
+#: Set while a solo/threads worker runs (``TimeLimitStep``); None elsewhere
+#: (prefork, where Celery enforces limits, and code calling tasks directly).
+_watchdog: DeadlineWatchdog | None = None
+
+
+def task_limits(task: Task) -> tuple[float | None, float | None]:
+    """``(soft, hard)`` seconds for the running request: per-call limits
+    (``apply_async(soft_time_limit=...)``) win over the task's, then the app's."""
+    hard, soft = (getattr(task.request, "timelimit", None) or (None, None))
+    conf = task.app.conf
+    soft = soft or task.soft_time_limit or conf.task_soft_time_limit
+    hard = hard or task.time_limit or conf.task_time_limit
+    return soft, hard
+
+
+class TimeLimitedTask(Task):
+    """Celery's Task, with its time limits enforced in solo and threads pools."""
+
+    def __call__(self, *args, **kwargs):
+        watchdog = _watchdog
+        if watchdog is None:
+            return super().__call__(*args, **kwargs)
+        soft, hard = task_limits(self)
+        deadlines = [(s, exc) for s, exc in ((soft, SoftTimeLimitExceeded), (hard, TimeLimitExceeded)) if s]
+        if not deadlines:
+            return super().__call__(*args, **kwargs)
+        name = self.name
+        ticket = watchdog.arm(deadlines, on_fire=lambda exc: _on_limit(name, exc, soft, hard))
+        try:
+            return super().__call__(*args, **kwargs)
+        finally:
+            watchdog.disarm(ticket)
+
+
+def _on_limit(task_name: str, exc: type[BaseException], soft, hard) -> None:
+    kind = "soft" if exc is SoftTimeLimitExceeded else "hard"
+    metrics.task_time_limits.labels(task=task_name, kind=kind).inc()
+    logger.error("Task %s exceeded its %s time limit (%ss)", task_name, kind, soft if kind == "soft" else hard)
+
+
+class TimeLimitStep(bootsteps.StartStopStep):
+    """Enforces task time limits in workers whose pool is not prefork."""
+
+    label = "OmniMind time limits"
+
+    def __init__(self, worker, **kwargs):
+        super().__init__(worker, **kwargs)
+        self.watchdog: DeadlineWatchdog | None = None
+
+    def start(self, worker):
+        from workers.bootsteps import is_prefork
+
+        global _watchdog
+        if is_prefork(worker):
+            return
+        self.watchdog = DeadlineWatchdog()
+        self.watchdog.start()
+        _watchdog = self.watchdog
+
+    def stop(self, worker):
+        global _watchdog
+        if self.watchdog is not None:
+            _watchdog = None
+            self.watchdog.stop()
+            self.watchdog = None
+
+    shutdown = stop

@@ -73,6 +73,11 @@ def fence(resource: str) -> str:
     return f"{PREFIX}:fence:{resource}"
 
 
+def fence_pattern() -> str:
+    """SCAN pattern matching every fence key (schedule entries, model stores, guards)."""
+    return f"{PREFIX}:fence:*"
+
+
 def model_fence(name: str) -> str:
     """The fence of a model store (a :func:`fence` key, resource ``model:<name>``).
 

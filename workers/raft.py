@@ -26,6 +26,7 @@ from celery import bootsteps
 
 from omnimind import keys
 from omnimind.app import settings
+from omnimind.models.fencing import newest_fence_term
 from omnimind.observability import metrics
 from omnimind.redis_client import redis_client
 from omnimind.scaling.coordinator import FencedScheduler, NotCoordinator, ScheduleStateMachine
@@ -216,6 +217,8 @@ class CoordinatorMember:
         # A barrier entry of our own term: once it is applied, so is everything
         # earlier leaders committed, and the schedule state is complete.
         propose({"op": "barrier"})
+        if self.schedule_state.fence_base is None:
+            propose(self._genesis())
         scheduler = FencedScheduler(
             self.app, propose=propose, state_machine=self.schedule_state, before_send=self._before_send,
             max_interval=1.0,
@@ -229,6 +232,19 @@ class CoordinatorMember:
                 stop.wait(min(max(delay, 0.0), DRIFT_POLL_S))
         finally:
             scheduler.close()  # its broker connection
+
+    def _genesis(self) -> dict:
+        """The first leader of a new log starts where Redis says the schedule is: above
+        every fence recorded there, after the last slot each entry ran (see
+        ``omnimind.scaling.coordinator``)."""
+        slots = {}
+        for name in self.app.conf.beat_schedule or {}:
+            newest = self.redis.xrevrange(keys.schedule_accepted(name), count=1)
+            if newest:
+                slots[name] = int(newest[0][1][b"slot"])
+        base = newest_fence_term(self.redis)
+        logger.info("Raft member %s: genesis with fence base %d and slots %s", self.config.member_id, base, slots)
+        return {"op": "genesis", "fence_base": base, "slots": slots}
 
     def _answer_drift(self, scheduler: FencedScheduler) -> None:
         """A learner's drift event turns into an early retrain (at most one per gap)."""

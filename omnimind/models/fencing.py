@@ -11,6 +11,12 @@ twice with the same token (a retried task, two publishes from one retrain).
 a script of its own, and the model store prepends the same snippet to its
 publish and rollback scripts, so every consumer applies one rule.
 
+Consuming scheduled dispatches needs a weaker rule, :data:`FENCE_LUA`'s
+``term_check``: refuse an older *term* only (a deposed leader) and accept any
+index of the newest term. A term has one leader, and its dispatches may reach
+consumers out of order (a worker that reserved a message and then stalled runs
+it after later ones); the consumer's slot check keeps each slot to one run.
+
 Unfenced writes (``fence=None``) are accepted only while the resource has never
 been fenced, and they do not fence it; once any token was recorded they raise
 :class:`StaleFence` (an operator passes a token instead, e.g. the newest one,
@@ -33,7 +39,7 @@ from omnimind import keys
 from omnimind.models.errors import StaleFence
 from omnimind.observability import metrics
 
-__all__ = ["Fence", "FenceGuard", "FENCE_LUA", "MAX_FENCE_PART"]
+__all__ = ["Fence", "FenceGuard", "FENCE_LUA", "MAX_FENCE_PART", "newest_fence_term"]
 
 #: Terms and indices must stay exact as Lua numbers (doubles).
 MAX_FENCE_PART = 2**53 - 1
@@ -79,7 +85,8 @@ class Fence(NamedTuple):
 #: (``""`` for an unfenced write). Returns nil when accepted (and records the
 #: token), else ``{newest_term, newest_index}`` as strings. Compares with
 #: tonumber (exact below 2**53) and stores the strings verbatim (Lua would turn
-#: large numbers into ``1.2e+15``).
+#: large numbers into ``1.2e+15``). ``term_check(key, term, index)``: the same
+#: for a fenced token, refusing an older term only and recording the newest token.
 FENCE_LUA = """
 local function fence_check(key, term, index)
   local cur = redis.call('HMGET', key, 'term', 'index')
@@ -91,6 +98,17 @@ local function fence_check(key, term, index)
     local ct, ci = tonumber(cur[1]), tonumber(cur[2])
     local t, i = tonumber(term), tonumber(index)
     if t < ct or (t == ct and i < ci) then return {cur[1], cur[2]} end
+  end
+  redis.call('HSET', key, 'term', term, 'index', index)
+  return nil
+end
+local function term_check(key, term, index)
+  local cur = redis.call('HMGET', key, 'term', 'index')
+  if cur[1] then
+    local ct, ci = tonumber(cur[1]), tonumber(cur[2])
+    local t, i = tonumber(term), tonumber(index)
+    if t < ct then return {cur[1], cur[2]} end
+    if t == ct and i <= ci then return nil end
   end
   redis.call('HSET', key, 'term', term, 'index', index)
   return nil
@@ -113,6 +131,18 @@ def read_fence(client: redis.Redis, key: str) -> Fence | None:
     """The token recorded under a fence key, or None if it was never fenced."""
     term, index = client.hmget(key, "term", "index")
     return None if term is None else Fence(int(term), int(index))
+
+
+def newest_fence_term(client: redis.Redis) -> int:
+    """The highest term any fence key in this Redis records (0 if none): what a
+    newly built Raft cluster must start its fences above."""
+    fence_keys = list(client.scan_iter(match=keys.fence_pattern(), count=1000))
+    if not fence_keys:
+        return 0
+    pipe = client.pipeline(transaction=False)
+    for key in fence_keys:
+        pipe.hget(key, "term")
+    return max((int(term) for term in pipe.execute() if term is not None), default=0)
 
 
 class FenceGuard:

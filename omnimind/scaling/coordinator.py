@@ -10,6 +10,13 @@ leader re-sends (with its own, newer token) a slot that was committed but never
 marked sent, so a crash between commit and send skips nothing; consumers drop a
 slot they already ran (``omnimind.scaling.dispatch``), so nothing runs twice.
 
+Fences and slots outlive the Raft cluster: they are checked in Redis. So the
+first leader of a new log commits a ``genesis`` entry carrying what Redis has
+seen — the newest fence term and the last accepted slot of each entry — and
+every fence is ``(fence_base + term, index)``. A cluster rebuilt from empty
+data directories then dispatches above the old cluster's fences and continues
+its slot numbers instead of being refused as stale or duplicate.
+
 >>> from omnimind.scaling.raft import LogEntry
 >>> machine = ScheduleStateMachine()
 >>> machine.apply(LogEntry(2, 7, {"op": "dispatch", "entry": "retrain", "slot": 1, "at": 100.0}))
@@ -18,6 +25,10 @@ True
 False
 >>> machine.entry("retrain")["index"], machine.unsent()
 (7, ['retrain'])
+>>> machine.apply(LogEntry(2, 9, {"op": "genesis", "fence_base": 40, "slots": {"retrain": 5, "other": 3}}))
+True
+>>> machine.fence_base, machine.entry("retrain")["slot"], machine.entry("other")["slot"]
+(40, 5, 3)
 """
 from __future__ import annotations
 
@@ -46,6 +57,12 @@ class ScheduleStateMachine(StateMachine):
     def __init__(self) -> None:
         self._entries: dict[str, dict[str, Any]] = {}
         self._drift_seen: str | None = None
+        self._fence_base: int | None = None
+
+    @property
+    def fence_base(self) -> int | None:
+        """Added to the Raft term in every fence; None until the genesis entry is applied."""
+        return self._fence_base
 
     @property
     def drift_seen(self) -> str | None:
@@ -62,6 +79,8 @@ class ScheduleStateMachine(StateMachine):
     def apply(self, entry: LogEntry) -> Any:
         command = entry.command
         # Applied on every member: malformed commands are ignored, never raised.
+        if isinstance(command, dict) and command.get("op") == "genesis":
+            return self._apply_genesis(command, entry.index)
         if not isinstance(command, dict) or not isinstance(command.get("entry"), str):
             return None
         op, slot = command.get("op"), command.get("slot")
@@ -79,13 +98,25 @@ class ScheduleStateMachine(StateMachine):
             return True
         return False
 
+    def _apply_genesis(self, command: dict, index: int) -> bool:
+        base, slots = command.get("fence_base"), command.get("slots") or {}
+        if self._fence_base is not None or not isinstance(base, int) or base < 0 or not isinstance(slots, dict):
+            return False  # only the first one counts
+        self._fence_base = base
+        for name, slot in slots.items():
+            state = self._entries.get(name)
+            if isinstance(name, str) and isinstance(slot, int) and slot > (state["slot"] if state else 0):
+                self._entries[name] = {"slot": slot, "at": None, "index": index, "sent": True}
+        return True
+
     def snapshot(self) -> Any:
-        return {"entries": copy.deepcopy(self._entries), "drift_seen": self._drift_seen}
+        return {"entries": copy.deepcopy(self._entries), "drift_seen": self._drift_seen, "fence_base": self._fence_base}
 
     def restore(self, data: Any) -> None:
         data = data or {}
         self._entries = copy.deepcopy(data.get("entries") or {})
         self._drift_seen = data.get("drift_seen")
+        self._fence_base = data.get("fence_base")
 
 
 def stream_id_after(candidate: str, reference: str | None) -> bool:
@@ -130,9 +161,10 @@ class FencedScheduler(Scheduler):
         # Continue where the replicated state says the previous leader stopped.
         for name, entry in self.schedule.items():
             state = self.state_machine.entry(name)
-            if state and state["at"] is not None:
-                entry.last_run_at = datetime.fromtimestamp(state["at"], timezone.utc)
+            if state:
                 entry.total_run_count = state["slot"]
+                if state["at"] is not None:  # None: slots carried over by a genesis entry
+                    entry.last_run_at = datetime.fromtimestamp(state["at"], timezone.utc)
 
     def resend_unsent(self, producer=None) -> None:
         """Send the slots a previous leader committed but never confirmed sent."""
@@ -175,11 +207,12 @@ class FencedScheduler(Scheduler):
             raise NotCoordinator(f"slot {slot} of {entry.name!r} was not committed by this leader")
         if self.before_send is not None:
             self.before_send(entry.name, slot)
+        fence_term = (self.state_machine.fence_base or 0) + committed.term
         fenced = copy.copy(entry)
         fenced.options = {
             **entry.options,
-            "headers": {FENCE_HEADER: [committed.term, committed.index], SLOT_HEADER: [entry.name, slot]},
+            "headers": {FENCE_HEADER: [fence_term, committed.index], SLOT_HEADER: [entry.name, slot]},
         }
         self.apply_async(fenced, producer=producer or self.producer, advance=False)
-        logger.info("Coordinator sent %s slot %d with fence %d:%d", entry.name, slot, committed.term, committed.index)
+        logger.info("Coordinator sent %s slot %d with fence %d:%d", entry.name, slot, fence_term, committed.index)
         self.propose({"op": "sent", "entry": entry.name, "slot": slot})

@@ -3,10 +3,12 @@ never for a deposed leader.
 
 A task sent by the coordinator carries ``(term, index)`` and ``(entry, slot)``
 in its headers. ``DispatchGuard.accept`` runs one Lua script that (1) refuses
-a token older than the newest accepted for that schedule entry — a leader that
-was paused and resumed after a newer leader took over cannot act — and (2)
-refuses a slot that already ran (a new leader may re-send a slot whose send it
-could not confirm). Accepted dispatches are appended to a capped stream.
+a token of an older term than the newest accepted for that schedule entry (a
+leader that was paused and resumed after a newer leader took over cannot act;
+any index of the newest term passes, as the broker may reorder one leader's
+dispatches) and (2) refuses a slot that already ran (a new leader may re-send a
+slot whose send it could not confirm). Accepted dispatches are appended to a
+capped stream.
 """
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ SLOT_TTL_S = 7 * 24 * 3600
 # message redelivered (its worker died mid-run) may run it again; another
 # message for that slot (a new leader's resend) may not.
 _ACCEPT_LUA = FENCE_LUA + """
-local newest = fence_check(KEYS[1], ARGV[1], ARGV[2])
+local newest = term_check(KEYS[1], ARGV[1], ARGV[2])
 if newest then return {'stale', newest[1], newest[2]} end
 local owner = redis.call('GET', KEYS[2])
 if owner then

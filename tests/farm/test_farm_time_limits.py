@@ -4,7 +4,7 @@ import pytest
 from celery.exceptions import SoftTimeLimitExceeded
 
 from tests.farm.slow_model import SLOW_MARKER
-from tests.helpers import free_port, metric_value, scrape
+from tests.helpers import free_port, metric_value, scrape, wait_until
 
 RUNAWAY = {"OMNIMIND_MODEL_FACTORY": "tests.farm.slow_model:build", "OMNIMIND_TEST_SLOW_SECONDS": "600",
            "OMNIMIND_INFERENCE_SOFT_TIME_LIMIT": "1", "OMNIMIND_INFERENCE_TIME_LIMIT": "3"}
@@ -23,9 +23,9 @@ def test_runaway_predict_is_interrupted_and_the_worker_keeps_serving(start_worke
     text = scrape(port)
     assert metric_value(text, "omnimind_task_time_limits_total", task="tasks.inference.predict", kind="soft") == 1
     assert metric_value(text, "omnimind_task_time_limits_total", task="tasks.inference.predict", kind="hard") == 0
-    assert "exceeded its soft time limit (1.0s)" in worker.output()
+    wait_until(lambda: "exceeded its soft time limit (1.0s)" in worker.output(), timeout=10, message="the log line")
     # A per-call limit wins over the queue's.
     with pytest.raises(SoftTimeLimitExceeded):
         celery_app.send_task("tasks.inference.predict", kwargs={"inputs": [SLOW_MARKER] + [0.0] * 15},
                              soft_time_limit=0.3, time_limit=5).get(timeout=30)
-    assert "exceeded its soft time limit (0.3s)" in worker.output()
+    wait_until(lambda: "exceeded its soft time limit (0.3s)" in worker.output(), timeout=10, message="the log line")

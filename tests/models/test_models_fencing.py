@@ -118,3 +118,15 @@ def test_guard_and_store_see_one_rule(redis_client):
     assert store.publish({"w": torch.zeros(1)}, fence=(6, 0)).version == 1
     with pytest.raises(StaleFence):
         guard.check_and_record(store.resource, 5, 100)
+
+
+def test_newest_fence_term_spans_every_fenced_resource(redis_client):
+    from omnimind.models.fencing import newest_fence_term
+
+    assert newest_fence_term(redis_client) == 0
+    guard = FenceGuard(redis_client)
+    guard.check_and_record("schedule:retrain", 4, 100)
+    guard.check_and_record("model:default", 7, 2)
+    guard.check_and_record("other", 5, 9)
+    redis_client.set("omnimind:registry:unrelated", "x")
+    assert newest_fence_term(redis_client) == 7

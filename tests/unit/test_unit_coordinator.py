@@ -175,3 +175,19 @@ def test_drift_dispatches_early_once_per_event_and_gap(make_app):
         assert [slot for _, _, slot in sent_messages(app, 1)] == [["retrain", 2]]
     finally:
         scheduler.close()
+
+
+def test_a_rebuilt_cluster_fences_above_the_old_one_and_continues_its_slots(make_app):
+    app = make_app({"retrain": {"task": "jobs.retrain", "schedule": 3600}})
+    machine = ScheduleStateMachine()
+    log = CommitLog(machine, term=1)  # a new log: term 1 again
+    # What the leader read from Redis: fences up to term 9, slot 41 ran last.
+    log.propose({"op": "genesis", "fence_base": 9, "slots": {"retrain": 41}})
+    log.propose({"op": "genesis", "fence_base": 0, "slots": {}})
+    assert machine.fence_base == 9  # the first genesis counts, later ones are ignored
+    scheduler = FencedScheduler(app, propose=log.propose, state_machine=machine)
+    try:
+        assert scheduler.dispatch_early("retrain", "1700000000000-0", min_gap=0) is True
+        assert sent_messages(app, 1) == [("jobs.retrain", [10, 3], ["retrain", 42])]
+    finally:
+        scheduler.close()

@@ -14,7 +14,10 @@ RUNAWAY = {"OMNIMIND_MODEL_FACTORY": "tests.farm.slow_model:build", "OMNIMIND_TE
 def test_runaway_predict_is_interrupted_and_the_worker_keeps_serving(start_worker, celery_app, pool):
     port = free_port()
     worker = start_worker(f"limits-{pool}", pool=pool, concurrency=1, OMNIMIND_METRICS_PORT=port, **RUNAWAY)
-    runaway = celery_app.send_task("tasks.inference.predict", kwargs={"inputs": [SLOW_MARKER] + [0.0] * 15})
+    # No limits in the message (explicit None: otherwise send_task copies those of the
+    # client's registered task), so the worker's queue limits apply.
+    runaway = celery_app.send_task("tasks.inference.predict", kwargs={"inputs": [SLOW_MARKER] + [0.0] * 15},
+                                   soft_time_limit=None, time_limit=None)
     # One slot: this request waits behind the runaway and is served once it is interrupted.
     after = celery_app.send_task("tasks.inference.predict", kwargs={"inputs": [0.0] * 16})
     with pytest.raises(SoftTimeLimitExceeded):

@@ -123,34 +123,29 @@ def test_new_leader_resends_a_committed_but_unsent_slot(make_app):
         scheduler.close()
 
 
-def test_a_deposed_leader_sends_nothing(make_app):
-    app = make_app({"every": {"task": "jobs.every", "schedule": 0.01}})
-    machine = ScheduleStateMachine()
-    machine.restore({"entries": {"every": {"slot": 1, "at": time.time() - 60, "index": 1, "sent": True}}})
+def deposed(machine):
     log = CommitLog(machine, term=2, first_index=2)
     log.deposed = True
-    scheduler = FencedScheduler(app, propose=log.propose, state_machine=machine)
-    try:
-        with pytest.raises(NotCoordinator):
-            scheduler.tick()
-        assert sent_messages(app, 0) == []
-    finally:
-        scheduler.close()
+    return log.propose
 
 
-def test_a_slot_another_leader_committed_first_is_not_sent(make_app):
-    app = make_app({"every": {"task": "jobs.every", "schedule": 0.01}})
-    machine = ScheduleStateMachine()
-    machine.restore({"entries": {"every": {"slot": 1, "at": time.time() - 60, "index": 1, "sent": True}}})
-
-    def propose_after_a_rival(command):
+def a_rival_commits_first(machine):
+    def propose(command):
         # A rival's slot 2 lands first; ours is then refused by the state machine.
         machine.apply(LogEntry(3, 2, {"op": "dispatch", "entry": "every", "slot": 2, "at": time.time()}))
         entry = LogEntry(2, 3, command)
         machine.apply(entry)
         return entry
 
-    scheduler = FencedScheduler(app, propose=propose_after_a_rival, state_machine=machine)
+    return propose
+
+
+@pytest.mark.parametrize("proposer", [deposed, a_rival_commits_first])
+def test_a_leader_that_cannot_commit_its_slot_sends_nothing(make_app, proposer):
+    app = make_app({"every": {"task": "jobs.every", "schedule": 0.01}})
+    machine = ScheduleStateMachine()
+    machine.restore({"entries": {"every": {"slot": 1, "at": time.time() - 60, "index": 1, "sent": True}}})
+    scheduler = FencedScheduler(app, propose=proposer(machine), state_machine=machine)
     try:
         with pytest.raises(NotCoordinator):
             scheduler.tick()

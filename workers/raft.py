@@ -50,6 +50,8 @@ SECRET_CHECK_S = 3.0
 #: Pause before a leader's coordinator starts over after a transient error.
 COORDINATOR_RETRY_S = 0.5
 MIN_SECRET_BYTES = 16
+#: Accepted dispatches a genesis entry looks back over for the highest slot.
+GENESIS_SLOT_LOOKBACK = 64
 #: Fault injection for tests (unset in production): "SLOT@PATH" makes the first
 #: member to reach slot SLOT between commit and send write who it is to PATH
 #: (created exclusively, so it fires once across the cluster) and SIGSTOP
@@ -239,9 +241,10 @@ class CoordinatorMember:
         ``omnimind.scaling.coordinator``)."""
         slots = {}
         for name in self.app.conf.beat_schedule or {}:
-            newest = self.redis.xrevrange(keys.schedule_accepted(name), count=1)
-            if newest:
-                slots[name] = int(newest[0][1][b"slot"])
+            # The highest of the recent ones: consumers may accept a term's slots out of order.
+            recent = self.redis.xrevrange(keys.schedule_accepted(name), count=GENESIS_SLOT_LOOKBACK)
+            if recent:
+                slots[name] = max(int(fields[b"slot"]) for _, fields in recent)
         base = newest_fence_term(self.redis)
         logger.info("Raft member %s: genesis with fence base %d and slots %s", self.config.member_id, base, slots)
         return {"op": "genesis", "fence_base": base, "slots": slots}

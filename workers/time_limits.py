@@ -64,7 +64,18 @@ class TimeLimitedTask(Task):
         try:
             return super().__call__(*args, **kwargs)
         finally:
+            _disarm(watchdog, ticket)
+
+
+def _disarm(watchdog: DeadlineWatchdog, ticket) -> None:
+    """Disarm even when a deadline's exception lands inside ``disarm`` (it fired as
+    the task ended): a ticket left armed would later raise into whatever task this
+    thread runs next. The task's outcome is decided by then, so that one is dropped."""
+    while not ticket.done:
+        try:
             watchdog.disarm(ticket)
+        except (SoftTimeLimitExceeded, TimeLimitExceeded):
+            continue
 
 
 def _on_limit(task_name: str, exc: type[BaseException], soft, hard) -> None:

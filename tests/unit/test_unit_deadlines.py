@@ -128,3 +128,24 @@ def test_disarmed_deadlines_do_not_pile_up(watchdog):
     with pytest.raises(TimeoutError):
         spin(5)
     watchdog.disarm(ticket)
+
+
+def test_a_limit_landing_inside_disarm_still_disarms():
+    class InterruptedOnce(DeadlineWatchdog):
+        calls = 0
+
+        def disarm(self, ticket):
+            self.calls += 1
+            if self.calls == 1:  # the soft limit raised at disarm's first bytecode
+                raise SoftTimeLimitExceeded()
+            super().disarm(ticket)
+
+    dog = InterruptedOnce()
+    dog.start()
+    try:
+        ticket = dog.arm([(0.05, TimeLimitExceeded)])
+        time_limits._disarm(dog, ticket)
+        assert ticket.done and dog.calls == 2
+        assert spin(0.15) >= 0.15  # the later deadline never reaches this thread
+    finally:
+        dog.stop()

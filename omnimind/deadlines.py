@@ -8,7 +8,9 @@ how a soft time limit behaves under prefork too (SIGUSR1 is handled between
 bytecodes), so it serves pools that Celery cannot police: solo and threads.
 
 :class:`DeadlineWatchdog` keeps every armed deadline in one heap served by one
-thread, so arming costs a heap push, not a timer thread per task.
+thread, so arming costs a heap push, not a timer thread per task. Task time
+limits (``workers.time_limits``) and agents' deadlines (:class:`Deadline`)
+share the process's one watchdog (:func:`shared_watchdog`).
 
 >>> import time
 >>> watchdog = DeadlineWatchdog()
@@ -32,11 +34,12 @@ import ctypes
 import heapq
 import itertools
 import logging
+import os
 import threading
 import time
 from typing import Callable, Iterable
 
-__all__ = ["DeadlineWatchdog", "Ticket", "raise_in_thread"]
+__all__ = ["Deadline", "DeadlineWatchdog", "Ticket", "disarm_surely", "raise_in_thread", "shared_watchdog"]
 
 logger = logging.getLogger(__name__)
 
@@ -83,10 +86,6 @@ class DeadlineWatchdog:
         self._seq = itertools.count()
         self._running = False
         self._thread: threading.Thread | None = None
-
-    @property
-    def running(self) -> bool:
-        return self._running
 
     @property
     def queued(self) -> int:
@@ -164,3 +163,65 @@ class DeadlineWatchdog:
                     except Exception:
                         logger.exception("Deadline callback failed")
                 raise_in_thread(ticket.thread_id, exc_type)
+
+
+def disarm_surely(watchdog: DeadlineWatchdog, ticket: Ticket,
+                  interrupts: tuple[type[BaseException], ...]) -> None:
+    """Disarm even when one of the ticket's ``interrupts`` lands inside ``disarm``
+    (it fired just as the work ended): a ticket left armed would later raise into
+    whatever this thread runs next. The work's outcome is decided by then, so that
+    late interrupt is dropped."""
+    while not ticket.done:
+        try:
+            watchdog.disarm(ticket)
+        except interrupts:
+            continue
+
+
+_shared: tuple[int, DeadlineWatchdog] | None = None
+_shared_lock = threading.Lock()
+
+
+def shared_watchdog() -> DeadlineWatchdog:
+    """This process's watchdog, started on first use (never at import; anew in a
+    forked child, where the parent's thread does not exist)."""
+    global _shared
+    with _shared_lock:
+        if _shared is None or _shared[0] != os.getpid():
+            watchdog = DeadlineWatchdog()
+            watchdog.start()
+            _shared = (os.getpid(), watchdog)
+        return _shared[1]
+
+
+class Deadline:
+    """Context manager: raises ``exc_type`` in the entering thread after ``seconds``.
+
+    >>> import time
+    >>> try:
+    ...     with Deadline(0.05, TimeoutError) as deadline:
+    ...         while True:
+    ...             time.sleep(0.001)
+    ... except TimeoutError:
+    ...     print("interrupted", deadline.fired)
+    interrupted True
+    """
+
+    def __init__(self, seconds: float, exc_type: type[BaseException] = TimeoutError,
+                 watchdog: DeadlineWatchdog | None = None) -> None:
+        self.seconds = seconds
+        self.exc_type = exc_type
+        self.watchdog = watchdog
+        self._ticket: Ticket | None = None
+
+    @property
+    def fired(self) -> bool:
+        return bool(self._ticket and self._ticket.fired)
+
+    def __enter__(self) -> "Deadline":
+        self.watchdog = self.watchdog or shared_watchdog()
+        self._ticket = self.watchdog.arm([(self.seconds, self.exc_type)])
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        disarm_surely(self.watchdog, self._ticket, (self.exc_type,))

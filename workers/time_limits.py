@@ -3,8 +3,8 @@
 Celery applies ``soft_time_limit``/``time_limit`` only in prefork pools (the
 pool signals or kills its child). OmniMind's GPU inference and agents workers
 run a threads pool, training and memory workers a solo pool, so a runaway task
-would hold its slot for ever. ``TimeLimitStep`` starts one
-:class:`~omnimind.deadlines.DeadlineWatchdog` in such a worker, and every
+would hold its slot for ever. ``TimeLimitStep`` switches on the
+process's :class:`~omnimind.deadlines.DeadlineWatchdog` in such a worker, and every
 OmniMind task (``TimeLimitedTask``, the app's task class) arms its limits
 around its body: at the soft limit ``SoftTimeLimitExceeded`` is raised in the
 task (it may catch it to clean up, as under prefork), at the hard limit
@@ -14,6 +14,7 @@ serving. A single long C call is interrupted only when it returns (see
 ``omnimind.deadlines``). Under prefork the step does nothing: Celery's own
 limits apply there, hard kill included.
 
+>>> from omnimind.app import settings
 >>> from tasks.inference import predict
 >>> isinstance(predict, TimeLimitedTask)
 True
@@ -27,8 +28,7 @@ import logging
 from celery import Task, bootsteps
 from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 
-from omnimind.app import settings
-from omnimind.deadlines import DeadlineWatchdog
+from omnimind.deadlines import DeadlineWatchdog, disarm_surely, shared_watchdog
 from omnimind.observability import metrics
 
 logger = logging.getLogger(__name__)
@@ -64,18 +64,7 @@ class TimeLimitedTask(Task):
         try:
             return super().__call__(*args, **kwargs)
         finally:
-            _disarm(watchdog, ticket)
-
-
-def _disarm(watchdog: DeadlineWatchdog, ticket) -> None:
-    """Disarm even when a deadline's exception lands inside ``disarm`` (it fired as
-    the task ended): a ticket left armed would later raise into whatever task this
-    thread runs next. The task's outcome is decided by then, so that one is dropped."""
-    while not ticket.done:
-        try:
-            watchdog.disarm(ticket)
-        except (SoftTimeLimitExceeded, TimeLimitExceeded):
-            continue
+            disarm_surely(watchdog, ticket, (SoftTimeLimitExceeded, TimeLimitExceeded))
 
 
 def _on_limit(task_name: str, exc: type[BaseException], soft, hard) -> None:
@@ -89,25 +78,15 @@ class TimeLimitStep(bootsteps.StartStopStep):
 
     label = "OmniMind time limits"
 
-    def __init__(self, worker, **kwargs):
-        super().__init__(worker, **kwargs)
-        self.watchdog: DeadlineWatchdog | None = None
-
     def start(self, worker):
         from workers.bootsteps import is_prefork
 
         global _watchdog
-        if is_prefork(worker):
-            return
-        self.watchdog = DeadlineWatchdog()
-        self.watchdog.start()
-        _watchdog = self.watchdog
+        if not is_prefork(worker):
+            _watchdog = shared_watchdog()
 
     def stop(self, worker):
         global _watchdog
-        if self.watchdog is not None:
-            _watchdog = None
-            self.watchdog.stop()
-            self.watchdog = None
+        _watchdog = None
 
     shutdown = stop

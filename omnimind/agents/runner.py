@@ -3,8 +3,8 @@
 The limit has to interrupt an agent that does not cooperate (a loop that never
 calls the farm), in every pool: Celery's soft time limit exists only under
 prefork, and OmniMind's agents workers run a threads pool. So ``Deadline`` arms a
-timer that raises an exception *in the agent's thread* when time is up
-(``omnimind.deadlines.raise_in_thread``). It lands at the next Python bytecode: pure
+deadline on the process's watchdog that raises an exception *in the agent's
+thread* when time is up (``omnimind.deadlines``). It lands at the next Python bytecode: pure
 Python loops and the context's waits (which poll) stop within milliseconds; a
 single long C call (a huge NumPy op, ``time.sleep(60)``) is interrupted when it
 returns. The exception derives from ``BaseException`` so an agent's ``except
@@ -33,10 +33,9 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 from typing import Any
 
-from omnimind.deadlines import raise_in_thread
+from omnimind import deadlines
 from omnimind.errors import AgentError, AgentTimeout, InvalidInput
 
 logger = logging.getLogger(__name__)
@@ -46,36 +45,11 @@ class _Interrupt(BaseException):
     """Raised inside an agent's thread at its deadline."""
 
 
-class Deadline:
-    """Context manager: raises ``_Interrupt`` in the entering thread after ``seconds``."""
+class Deadline(deadlines.Deadline):
+    """An agent's deadline: raises ``_Interrupt``, which an agent's ``except Exception`` cannot swallow."""
 
     def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-        self.fired = False
-        self._lock = threading.Lock()
-        self._done = False
-        self._thread_id = 0
-        self._timer: threading.Timer | None = None
-
-    def __enter__(self) -> "Deadline":
-        self._thread_id = threading.get_ident()
-        self._timer = threading.Timer(self.seconds, self._fire)
-        self._timer.daemon = True
-        self._timer.start()
-        return self
-
-    def _fire(self) -> None:
-        with self._lock:
-            if not self._done:
-                self.fired = True
-                raise_in_thread(self._thread_id, _Interrupt)
-
-    def __exit__(self, *exc_info) -> None:
-        with self._lock:
-            self._done = True
-            self._timer.cancel()
-            if self.fired:  # fired but maybe not delivered yet: withdraw it
-                raise_in_thread(self._thread_id, None)
+        super().__init__(seconds, _Interrupt)
 
 
 def run_agent(spec, payload: dict, context, time_limit: float, grace: float = 0.0) -> Any:

@@ -56,6 +56,20 @@ def make_app():
         app.close()
 
 
+@pytest.fixture
+def schedulers():
+    """Builds FencedSchedulers and closes them (their broker connections) at teardown."""
+    built = []
+
+    def build(app, **kwargs):
+        built.append(FencedScheduler(app, **kwargs))
+        return built[-1]
+
+    yield build
+    for scheduler in built:
+        scheduler.close()
+
+
 def sent_messages(app, expect: int):
     """The task messages on the app's queue (headers only), waiting for ``expect``."""
     out = []
@@ -72,55 +86,47 @@ def sent_messages(app, expect: int):
     return out
 
 
-def test_crontab_entry_continues_from_the_replicated_state(make_app):
+def test_crontab_entry_continues_from_the_replicated_state(make_app, schedulers):
     app = make_app({"nightly": {"task": "jobs.nightly", "schedule": crontab(minute="*")}})
     machine = ScheduleStateMachine()
     # A previous leader ran slot 4 two minutes ago: a per-minute crontab is due now.
     machine.restore({"entries": {"nightly": {"slot": 4, "at": time.time() - 120, "index": 9, "sent": True}}})
     log = CommitLog(machine, term=3, first_index=10)
-    scheduler = FencedScheduler(app, propose=log.propose, state_machine=machine, max_interval=1.0)
-    try:
-        scheduler.tick()
-        assert sent_messages(app, 1) == [("jobs.nightly", [3, 10], ["nightly", 5])]
-        assert machine.entry("nightly")["sent"] is True  # the send was confirmed through the log
-        assert 0 < scheduler.tick() <= 1.0  # the next minute is not due yet: nothing sent
-        assert sent_messages(app, 0) == []
-    finally:
-        scheduler.close()
+    scheduler = schedulers(app, propose=log.propose, state_machine=machine, max_interval=1.0)
+    scheduler.tick()
+    assert sent_messages(app, 1) == [("jobs.nightly", [3, 10], ["nightly", 5])]
+    assert machine.entry("nightly")["sent"] is True  # the send was confirmed through the log
+    assert 0 < scheduler.tick() <= 1.0  # the next minute is not due yet: nothing sent
+    assert sent_messages(app, 0) == []
 
 
-def test_interval_entry_sends_consecutive_slots_with_fresh_fences(make_app):
+def test_interval_entry_sends_consecutive_slots_with_fresh_fences(make_app, schedulers):
     app = make_app({"every": {"task": "jobs.every", "schedule": 0.05}})
     machine = ScheduleStateMachine()
     log = CommitLog(machine, term=2)
-    scheduler = FencedScheduler(app, propose=log.propose, state_machine=machine, max_interval=0.05)
-    try:
-        def two_slots_sent():
-            scheduler.tick()
-            return (machine.entry("every") or {}).get("slot", 0) >= 2
+    scheduler = schedulers(app, propose=log.propose, state_machine=machine, max_interval=0.05)
 
-        wait_until(two_slots_sent, timeout=10, message="two slots")
-        messages = sent_messages(app, 2)
-        assert [slot for _, _, slot in messages[:2]] == [["every", 1], ["every", 2]]
-        fences = [fence for _, fence, _ in messages]
-        assert all(term == 2 for term, _ in fences) and fences == sorted(fences)
-    finally:
-        scheduler.close()
+    def two_slots_sent():
+        scheduler.tick()
+        return (machine.entry("every") or {}).get("slot", 0) >= 2
+
+    wait_until(two_slots_sent, timeout=10, message="two slots")
+    messages = sent_messages(app, 2)
+    assert [slot for _, _, slot in messages[:2]] == [["every", 1], ["every", 2]]
+    fences = [fence for _, fence, _ in messages]
+    assert all(term == 2 for term, _ in fences) and fences == sorted(fences)
 
 
-def test_new_leader_resends_a_committed_but_unsent_slot(make_app):
+def test_new_leader_resends_a_committed_but_unsent_slot(make_app, schedulers):
     app = make_app({"retrain": {"task": "jobs.retrain", "schedule": 3600}})
     machine = ScheduleStateMachine()
     # The old leader (term 4) committed slot 7 and died before confirming the send.
     machine.restore({"entries": {"retrain": {"slot": 7, "at": time.time(), "index": 20, "sent": False}}})
     log = CommitLog(machine, term=5, first_index=21)
-    scheduler = FencedScheduler(app, propose=log.propose, state_machine=machine)
-    try:
-        scheduler.resend_unsent()
-        assert sent_messages(app, 1) == [("jobs.retrain", [5, 21], ["retrain", 7])]  # same slot, newer fence
-        assert machine.unsent() == []
-    finally:
-        scheduler.close()
+    scheduler = schedulers(app, propose=log.propose, state_machine=machine)
+    scheduler.resend_unsent()
+    assert sent_messages(app, 1) == [("jobs.retrain", [5, 21], ["retrain", 7])]  # same slot, newer fence
+    assert machine.unsent() == []
 
 
 def deposed(machine):
@@ -141,38 +147,32 @@ def a_rival_commits_first(machine):
 
 
 @pytest.mark.parametrize("proposer", [deposed, a_rival_commits_first])
-def test_a_leader_that_cannot_commit_its_slot_sends_nothing(make_app, proposer):
+def test_a_leader_that_cannot_commit_its_slot_sends_nothing(make_app, schedulers, proposer):
     app = make_app({"every": {"task": "jobs.every", "schedule": 0.01}})
     machine = ScheduleStateMachine()
     machine.restore({"entries": {"every": {"slot": 1, "at": time.time() - 60, "index": 1, "sent": True}}})
-    scheduler = FencedScheduler(app, propose=proposer(machine), state_machine=machine)
-    try:
-        with pytest.raises(NotCoordinator):
-            scheduler.tick()
-        assert sent_messages(app, 0) == []
-    finally:
-        scheduler.close()
+    scheduler = schedulers(app, propose=proposer(machine), state_machine=machine)
+    with pytest.raises(NotCoordinator):
+        scheduler.tick()
+    assert sent_messages(app, 0) == []
 
 
-def test_drift_dispatches_early_once_per_event_and_gap(make_app):
+def test_drift_dispatches_early_once_per_event_and_gap(make_app, schedulers):
     app = make_app({"retrain": {"task": "jobs.retrain", "schedule": 3600}})
     machine = ScheduleStateMachine()
     log = CommitLog(machine, term=1)
-    scheduler = FencedScheduler(app, propose=log.propose, state_machine=machine)
-    try:
-        assert scheduler.dispatch_early("retrain", "1700000000000-0", min_gap=60) is True
-        assert scheduler.dispatch_early("retrain", "1700000000000-0", min_gap=60) is False  # answered already
-        assert scheduler.dispatch_early("retrain", "1700000000005-0", min_gap=60) is False  # inside the gap
-        assert scheduler.dispatch_early("unknown", "1700000000009-0", min_gap=0) is False
-        assert [slot for _, _, slot in sent_messages(app, 1)] == [["retrain", 1]]
-        assert machine.drift_seen == "1700000000000-0"
-        assert scheduler.dispatch_early("retrain", "1700000000005-0", min_gap=0) is True  # gap over
-        assert [slot for _, _, slot in sent_messages(app, 1)] == [["retrain", 2]]
-    finally:
-        scheduler.close()
+    scheduler = schedulers(app, propose=log.propose, state_machine=machine)
+    assert scheduler.dispatch_early("retrain", "1700000000000-0", min_gap=60) is True
+    assert scheduler.dispatch_early("retrain", "1700000000000-0", min_gap=60) is False  # answered already
+    assert scheduler.dispatch_early("retrain", "1700000000005-0", min_gap=60) is False  # inside the gap
+    assert scheduler.dispatch_early("unknown", "1700000000009-0", min_gap=0) is False
+    assert [slot for _, _, slot in sent_messages(app, 1)] == [["retrain", 1]]
+    assert machine.drift_seen == "1700000000000-0"
+    assert scheduler.dispatch_early("retrain", "1700000000005-0", min_gap=0) is True  # gap over
+    assert [slot for _, _, slot in sent_messages(app, 1)] == [["retrain", 2]]
 
 
-def test_a_rebuilt_cluster_fences_above_the_old_one_and_continues_its_slots(make_app):
+def test_a_rebuilt_cluster_fences_above_the_old_one_and_continues_its_slots(make_app, schedulers):
     app = make_app({"retrain": {"task": "jobs.retrain", "schedule": 3600}})
     machine = ScheduleStateMachine()
     log = CommitLog(machine, term=1)  # a new log: term 1 again
@@ -180,9 +180,6 @@ def test_a_rebuilt_cluster_fences_above_the_old_one_and_continues_its_slots(make
     log.propose({"op": "genesis", "fence_base": 9, "slots": {"retrain": 41}})
     log.propose({"op": "genesis", "fence_base": 0, "slots": {}})
     assert machine.fence_base == 9  # the first genesis counts, later ones are ignored
-    scheduler = FencedScheduler(app, propose=log.propose, state_machine=machine)
-    try:
-        assert scheduler.dispatch_early("retrain", "1700000000000-0", min_gap=0) is True
-        assert sent_messages(app, 1) == [("jobs.retrain", [10, 3], ["retrain", 42])]
-    finally:
-        scheduler.close()
+    scheduler = schedulers(app, propose=log.propose, state_machine=machine)
+    assert scheduler.dispatch_early("retrain", "1700000000000-0", min_gap=0) is True
+    assert sent_messages(app, 1) == [("jobs.retrain", [10, 3], ["retrain", 42])]

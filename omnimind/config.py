@@ -80,6 +80,17 @@ class Settings:
     drift_method: str = "cusum"
     replay_capacity: int = 10_000
     checkpoint_every: int = 20
+    #: The freshness path: the learner (challenger) replaces the served model (champion)
+    #: when it is better on the newest ``challenger_window`` samples of live feedback
+    #: (loss <= ``challenger_tolerance`` x the champion's), checked every
+    #: ``challenger_check_every`` samples and at once after a drift, at most once per
+    #: ``challenger_min_interval`` seconds. "leader": a learner publishes when its worker
+    #: leads the Raft group; "off": only retrains publish.
+    challenger_publish: str = "leader"
+    challenger_window: int = 256
+    challenger_check_every: int = 128
+    challenger_tolerance: float = 0.98
+    challenger_min_interval: float = 1.0
     #: Raft coordinator membership (all empty: this worker is not a member).
     #: ``raft_peers`` is ``id=host:port,...`` including this member.
     raft_id: str = ""
@@ -160,6 +171,11 @@ class Settings:
             drift_method=get.str("DRIFT_METHOD", "cusum"),
             replay_capacity=get.int("REPLAY_CAPACITY", 10_000, minimum=16),
             checkpoint_every=get.int("CHECKPOINT_EVERY", 20, minimum=1),
+            challenger_publish=get.str("CHALLENGER_PUBLISH", "leader"),
+            challenger_window=get.int("CHALLENGER_WINDOW", 256, minimum=1),
+            challenger_check_every=get.int("CHALLENGER_CHECK_EVERY", 128, minimum=1),
+            challenger_tolerance=get.float("CHALLENGER_TOLERANCE", 0.98, minimum=0.0),
+            challenger_min_interval=get.float("CHALLENGER_MIN_INTERVAL", 1.0, minimum=0.0),
             raft_id=get.str("RAFT_ID", ""),
             raft_peers=get.str("RAFT_PEERS", ""),
             raft_secret=get.str("RAFT_SECRET", ""),
@@ -197,6 +213,8 @@ class Settings:
             )
         if self.learning_loss not in ("mse", "cross_entropy"):
             raise ConfigError(f"OMNIMIND_LEARNING_LOSS must be mse or cross_entropy, not {self.learning_loss!r}")
+        if self.challenger_publish not in ("leader", "off"):
+            raise ConfigError(f"OMNIMIND_CHALLENGER_PUBLISH must be 'leader' or 'off', not {self.challenger_publish!r}")
         if self.drift_method not in DRIFT_METHODS:
             raise ConfigError(f"OMNIMIND_DRIFT_METHOD must be one of {list(DRIFT_METHODS)}, not {self.drift_method!r}")
         if self.device != "auto" and not (self.device == "cpu" or self.device.startswith("cuda")):

@@ -185,3 +185,13 @@ def model_receipt(name: str, token: str) -> str:
     'omnimind:model:default:receipt:3f2a'
     """
     return f"{PREFIX}:model:{name}:receipt:{token}"
+
+
+def learn_done(task_id: str) -> str:
+    """STRING (JSON outcome, with a TTL) marking that a ``learn`` task's feedback was
+    learned and recorded: its redelivery is answered from here, not learned again.
+
+    >>> learn_done("5b7e")
+    'omnimind:learn-done:5b7e'
+    """
+    return f"{PREFIX}:learn-done:{task_id}"

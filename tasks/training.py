@@ -1,26 +1,21 @@
 """Tasks on the ``training`` queue."""
 from __future__ import annotations
 
-import copy
-import json
 import logging
+import uuid
 from typing import Any
 
 import numpy as np
-import torch
 
 from omnimind.app import app, settings
 from omnimind.errors import InvalidInput
-from omnimind import keys
-from omnimind.learning import ContinuousTrainer, InvalidFeedback, ModelVersionManager
-from omnimind.models.errors import StaleFence, Superseded
-from omnimind.models.store import ModelStore
-from omnimind.observability import metrics
+from omnimind.learning import InvalidFeedback
 from omnimind.redis_client import redis_client
 from omnimind.scaling.coordinator import FENCE_HEADER, SLOT_HEADER
 from omnimind.scaling.dispatch import DispatchGuard
 from omnimind.validation import as_array, as_examples
 from workers.context import node_id
+from workers import retraining
 from workers.learner import current_learner, get_learner
 
 _limits = settings.limits["training"]
@@ -45,45 +40,32 @@ def validate_feedback(inputs: Any, targets: Any, example_shape) -> tuple[np.ndar
     return batch, y
 
 
-@app.task(name="tasks.training.learn", soft_time_limit=_limits.soft, time_limit=_limits.hard, throws=(InvalidInput,))
-def learn(inputs: Any = None, targets: Any = None) -> dict:
+@app.task(bind=True, name="tasks.training.learn", soft_time_limit=_limits.soft, time_limit=_limits.hard,
+          throws=(InvalidInput,))
+def learn(self, inputs: Any = None, targets: Any = None) -> dict:
     """Learn from feedback: the worker's online learner predicts, checks for
     drift, replays and updates (32 new + 16 replayed per step); every accepted
     sample is also appended to the experience window that retraining reads.
+    A redelivery of the same task is answered without learning it again.
 
-    Returns ``{"accepted", "updates", "loss", "drift", "model_version", "node_id"}``.
+    Returns ``{"accepted", "updates", "loss", "drift", "duplicate", "model_version", "node_id"}``.
     """
     runtime = _serving_runtime()
     x, y = validate_feedback(inputs, targets, runtime.example_shape)
     version = runtime.model_version
     learner = get_learner(settings, runtime, node_id())
     try:
-        outcome = learner.learn(x, y, version)
+        outcome = learner.learn(x, y, version, self.request.id or uuid.uuid4().hex)
     except InvalidFeedback as exc:
         raise InvalidInput(_FEEDBACK_REASONS.get(exc.reason, exc.reason), str(exc)) from None
-    return {**outcome, "model_version": version, "node_id": node_id()}
-
-
-def read_experience(client, limit: int, example_shape) -> tuple[torch.Tensor, torch.Tensor]:
-    """The newest ``limit`` samples of the experience window, oldest first."""
-    rows = client.xrevrange(keys.EXPERIENCE, count=limit)
-    xs, ys = [], []
-    shape = tuple(example_shape)
-    for _, fields in reversed(rows):
-        x = np.asarray(json.loads(fields[b"x"]), dtype=np.float32)
-        if x.shape != shape:  # recorded for another model architecture
-            continue
-        xs.append(x)
-        ys.append(np.asarray(json.loads(fields[b"y"]), dtype=np.float32))
-    if not xs:
-        return torch.empty((0, *shape)), torch.empty((0, 1))
-    return torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(ys))
+    return {"model_version": version, **outcome, "node_id": node_id()}
 
 
 @app.task(bind=True, name="tasks.training.retrain", soft_time_limit=_limits.soft, time_limit=_limits.hard)
 def retrain(self, window: int | None = None) -> dict:
-    """Shadow-train on the experience window, validate against the served model,
-    and publish the shadow only if ``val_loss <= 1.05 x current_loss``.
+    """Shadow-train on the experience window (never past the newest drift),
+    validate against the served model, and publish the shadow only if
+    ``val_loss <= 1.05 x current_loss`` (see :mod:`workers.retraining`).
 
     Sent every ``OMNIMIND_RETRAIN_INTERVAL`` seconds by the Raft leader, fenced:
     a dispatch from a deposed leader, or a slot that already ran, does nothing.
@@ -98,39 +80,11 @@ def retrain(self, window: int | None = None) -> dict:
     if not verdict.accepted:
         logger.warning("Refusing retrain dispatch %s slot %s: %s", verdict.entry, verdict.slot, verdict.outcome)
         return {**base, "outcome": verdict.outcome}
-    runtime = _serving_runtime()
-    x, y = read_experience(client, window or settings.retrain_window, runtime.example_shape)
-    learner = current_learner()
-    # Start from what the online learner has learned since the last version, if this worker has one.
-    shadow = learner.model_copy() if learner is not None else copy.deepcopy(runtime.served.module)
-    served = runtime.served
-    trainer = ContinuousTrainer(
-        ModelVersionManager(served.module, initial_version=served.version),
-        loss=settings.learning_loss,
-        rng=np.random.default_rng(settings.model_seed + served.version),
+    outcome = retraining.retrain(
+        settings, client, _serving_runtime(), current_learner(), fence=verdict.fence, window=window,
+        node_id=node_id(), scheduled=verdict.outcome == "accepted",
     )
-    outcome = trainer.retrain(x.to(served.device), y.to(served.device), shadow=shadow.to(served.device))
-    result = {**base, **outcome.as_dict(), "model_version": served.version}
-    if not outcome.accepted:
-        if outcome.shadow is not None:  # trained and failed the gate (not merely skipped)
-            metrics.model_validation_rejections.inc()
-        logger.info("Retrain kept v%d: %s", served.version, outcome.reason)
-        return {**result, "outcome": "rejected" if outcome.shadow is not None else "skipped"}
-    store = ModelStore(client, keep_versions=settings.model_keep_versions, producer=node_id())
-    fence = verdict.fence or store.fence()  # a manual retrain acts under the newest fence
-    try:
-        published = store.publish(
-            {k: v.detach().cpu() for k, v in outcome.shadow.state_dict().items()},
-            {"validation_loss": outcome.val_loss, "samples_trained": outcome.samples,
-             "parent_version": served.version, "current_loss": outcome.current_loss},
-            fence=fence,
-            expected_active=served.version,  # validated against it: publish only if it is still active
-        )
-    except (StaleFence, Superseded) as exc:
-        logger.warning("Retrain result not published: %s", exc)
-        return {**result, "outcome": exc.reason}
-    logger.info("Published model v%d (val loss %.4g vs %.4g)", published.version, outcome.val_loss, outcome.current_loss)
-    return {**result, "outcome": "published", "version": published.version}
+    return {**base, **outcome}
 
 
 def _serving_runtime():

@@ -49,6 +49,20 @@ class WorkerContext:
 _context: WorkerContext | None = None
 
 
+_coordinator = None
+
+
+def set_coordinator(member) -> None:
+    """This worker's Raft member (``workers.raft.CoordinatorMember``), or None."""
+    global _coordinator
+    _coordinator = member
+
+
+def coordinator():
+    """This worker's Raft member, if it is one (the learner publishes only through it)."""
+    return _coordinator
+
+
 def set_context(context: WorkerContext) -> None:
     global _context
     _context = context

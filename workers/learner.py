@@ -1,11 +1,20 @@
 """The training worker's online learner: the I/O around ``OnlineLearningSystem``.
 
-The learning core is pure; this runner feeds it validated feedback, appends
-every accepted sample to the experience stream (what retraining reads), records
-drift events where the coordinator finds them, publishes a status summary for
-``omnimind status``, and checkpoints to disk so a restarted training worker
-resumes instead of starting cold. One learner per process; calls are
-serialised by a lock (the core is not thread-safe).
+The learning core is pure; this runner feeds it validated feedback, records
+every accepted sample in the experience stream (:mod:`omnimind.experience`,
+what retraining reads), publishes a status summary for ``omnimind status`` and
+checkpoints to disk so a restarted training worker resumes instead of
+starting cold. One learner per process; calls are serialised by a lock (the
+core is not thread-safe).
+
+The freshness path: the learner is the *challenger* of the served *champion*
+(:class:`~omnimind.learning.ChallengerGate`). Every feedback sample is scored by
+both before the learner learns it; when the gate finds the challenger better on
+the newest window (at once after a drift, on post-change samples only), a
+learner whose worker leads the Raft group publishes it through the fenced
+store, and every worker swaps it in. A challenger that diverged is reset from
+the champion. A ``learn`` redelivered under the same task id is answered from
+the record of its first run, neither learned nor recorded twice.
 """
 from __future__ import annotations
 
@@ -13,7 +22,8 @@ import copy
 import json
 import logging
 import threading
-from dataclasses import asdict
+import time
+from collections import deque
 from pathlib import Path
 
 import numpy as np
@@ -22,44 +32,71 @@ import torch
 
 from omnimind import keys
 from omnimind.config import Settings
-from omnimind.learning import OnlineLearningSystem, OnlineSGDConfig, PrequentialMetrics, load_checkpoint, save_checkpoint
+from omnimind.experience import ExperienceStream
+from omnimind.learning import (
+    ChallengerGate, InvalidFeedback, ModelVersion, OnlineLearningSystem, OnlineSGDConfig, PrequentialMetrics, load_checkpoint,
+    save_checkpoint,
+)
 from omnimind.models.runtime import ModelRuntime
-from omnimind.models.serialization import load_into
+from omnimind.models.store import ModelStore
 from omnimind.observability import metrics
 from omnimind.redis_client import redis_client
+from workers import publisher
 
 logger = logging.getLogger(__name__)
 
 #: Prequential windows kept per model version in the status summary.
 VERSIONS_REPORTED = 5
-DRIFT_STREAM_MAXLEN = 10_000
 
 
 class LearnerService:
-    """Owns one ``OnlineLearningSystem`` and everything it writes outside memory."""
+    """Owns one ``OnlineLearningSystem``, its champion, and everything it writes outside memory."""
 
     def __init__(self, settings: Settings, runtime: ModelRuntime, client: redis.Redis, node_id: str) -> None:
         self.settings = settings
         self.client = client
         self.node_id = node_id
-        # Its own copy: training must never mutate the weights a co-located
+        self.experience = ExperienceStream(client, settings.experience_maxlen)
+        self.store = ModelStore(client, keep_versions=settings.model_keep_versions, producer=node_id)
+        # Its own copies: training must never mutate the weights a co-located
         # inference task is serving.
-        model = copy.deepcopy(runtime.served.module).train()
+        # On the CPU: the replay buffer and the experience stream hold NumPy rows.
+        served = runtime.served
         self.system = OnlineLearningSystem(
-            model,
+            copy.deepcopy(served.module).to("cpu").train(),
             config=OnlineSGDConfig(learning_rate=settings.learning_rate, loss=settings.learning_loss),
             replay_capacity=settings.replay_capacity,
             drift_method=settings.drift_method,
             rng=np.random.default_rng(settings.model_seed),
         )
+        self.system.continue_from(served.version)
+        self.champion = ModelVersion(copy.deepcopy(served.module).to("cpu").eval(), served.version)
+        self.gate = ChallengerGate(
+            window=settings.challenger_window, min_samples=min(64, settings.challenger_window),
+            check_every=settings.challenger_check_every, tolerance=settings.challenger_tolerance,
+            min_interval=settings.challenger_min_interval,
+        )
         self._lock = threading.Lock()
-        self.base_version = runtime.model_version
         self.checkpoint_dir = Path(settings.data_dir) / "learner" / node_id.replace("/", "_")
         self._by_version: dict[int, PrequentialMetrics] = {}
+        self._behind_since: float | None = None
+        self._last_publication: dict | None = None
+        self._last_refusal: dict | None = None
+        self._refusals: dict[str, int] = {}
+        self._drift_at: int | None = None
+        # The newest rows, and the rows from before the last drift: a challenger published
+        # after a drift must fit the new concept better than the old one.
+        self._recent: deque = deque(maxlen=settings.challenger_window)
+        self._before_drift: list | None = None
         self.resumed = self._resume(runtime)
-        self._by_version.setdefault(self.base_version, self.system.metrics)
+        self._by_version.setdefault(self.version, self.system.metrics)
         self._checkpointed_at = self.system.batches
         self._diverged_seen = self.system.diverged_steps
+
+    @property
+    def version(self) -> int:
+        """The served version the learner descends from."""
+        return self.system.model_manager.active_version
 
     def _resume(self, runtime: ModelRuntime) -> bool:
         if not (self.checkpoint_dir / "learner.safetensors").exists():
@@ -74,47 +111,149 @@ class LearnerService:
             "Learner resumed from %s: %d samples, %d batches",
             self.checkpoint_dir, self.system.samples_seen, self.system.batches,
         )
-        if saved["base_version"] != runtime.model_version:
+        if self.version != runtime.model_version:
             # Another version became active meanwhile (a publish, a rollback): learn on
             # from it, keeping replay and drift state.
-            self.base_version = saved["base_version"]
-            self.adopt(runtime.model_version, runtime.served.module.state_dict())
+            self._adopt(runtime.model_version, runtime.served.module.state_dict())
         return True
 
-    def learn(self, x: np.ndarray, y: np.ndarray, served_version: int) -> dict:
-        """Learn from a validated batch; raises ``InvalidFeedback`` on unlearnable data."""
+    # ------------------------------------------------------------------ learning
+    def learn(self, x: np.ndarray, y: np.ndarray, served_version: int, task_id: str) -> dict:
+        """Learn from a validated batch once per ``task_id``; raises ``InvalidFeedback`` on unlearnable data."""
+        first = self.experience.recorded(task_id)
+        if first is not None:
+            metrics.learn_duplicates.inc()
+            logger.info("learn %s was learned and recorded before: not again", task_id)
+            return {**first, "duplicate": True}
         if self.settings.learning_loss == "cross_entropy":
             y = y.reshape(-1).astype(np.int64)
         with self._lock:
-            result = self.system.observe(torch.from_numpy(x), torch.from_numpy(y))
-            self._record(x, y, served_version, result)
+            before = self.system.samples_seen
+            xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+            champion_losses = self._champion_losses(xt, yt)
+            try:
+                result = self.system.observe(xt, yt)
+            except InvalidFeedback as exc:
+                # Feedback the champion predicts finitely but the learner overflows on:
+                # the learner diverged, not the feedback. Start it over from the champion.
+                if exc.reason != "non_finite_output" or not np.all(np.isfinite(champion_losses)):
+                    raise
+                logger.warning("Learner output overflows on feedback the champion handles: reset from v%d",
+                               self.champion.number)
+                self._refused("diverged")
+                self._reset_from_champion()
+                result = self.system.observe(xt, yt)
+            self._score(result, champion_losses, xt, yt)
+            outcome = {
+                "accepted": result.accepted,
+                "updates": result.updates,
+                "loss": result.losses[-1] if result.losses else None,
+                "drift": bool(result.drift_events),
+            }
+            drifts = [(event.sample_index - before - 1, event) for event in result.drift_events]
+            if not self.experience.record(task_id, x, y, served_version=served_version, node_id=self.node_id,
+                                          outcome=outcome, drifts=drifts):
+                metrics.learn_duplicates.inc()  # a twin ran concurrently on another learner
+            self._count(result)
+            decision = self.gate.decide(time.monotonic())
+            if decision is not None:
+                self._act(decision)
+            self.client.set(keys.learner_status(self.node_id), json.dumps(self.summary()), ex=3600)
             if self.system.batches - self._checkpointed_at >= self.settings.checkpoint_every:
                 self._checkpoint()
-        return {
-            "accepted": result.accepted,
-            "updates": result.updates,
-            "loss": result.losses[-1] if result.losses else None,
-            "drift": bool(result.drift_events),
-        }
+        return {**outcome, "duplicate": False}
 
-    def _record(self, x, y, served_version: int, result) -> None:
-        pipe = self.client.pipeline(transaction=True)  # one atomic round trip per learn call
-        for row, target in zip(x.tolist(), y.tolist()):
-            pipe.xadd(
-                keys.EXPERIENCE,
-                {"x": json.dumps(row), "y": json.dumps(target), "v": served_version},
-                maxlen=self.settings.experience_maxlen,
-                approximate=True,
+    def _champion_losses(self, x: torch.Tensor, y: torch.Tensor) -> list[float]:
+        """The served model's per-sample loss, on arrival (before the challenger learns)."""
+        learner = self.system.online_learner
+        x, y = learner.validate(x, y)  # the same refusals as the learner's own
+        with torch.inference_mode():
+            losses = learner.per_sample_loss(self.champion.model(x), y)
+        return losses.tolist()
+
+    def _score(self, result, champion_losses: list[float], x: torch.Tensor, y: torch.Tensor) -> None:
+        drift_row = 0
+        if result.drift_events:
+            self._drift_at = result.drift_events[-1].sample_index
+            drift_row = self._drift_at - (self.system.samples_seen - result.accepted) - 1
+            # Only post-change samples judge the models after a drift.
+            self.gate.drift()
+            self._before_drift = list(self._recent) + list(zip(x[:drift_row], y[:drift_row]))
+            self._recent.clear()
+        self.gate.observe(result.sample_losses[drift_row:], champion_losses[drift_row:])
+        self._recent.extend(zip(x[drift_row:], y[drift_row:]))
+
+    def _fits_old_concept_better(self) -> bool:
+        """After a drift: whether the challenger still fits the rows from before it at
+        least as well as the rows since (publishing it would serve the old concept)."""
+        if not self.gate.drift_pending or not self._before_drift or not self._recent:
+            return False
+        learner = self.system.online_learner
+
+        def loss(rows) -> float:
+            x = torch.stack([row[0] for row in rows])
+            y = torch.stack([row[1] for row in rows])
+            return float(learner.per_sample_loss(learner.predict(x), y).mean())
+
+        return loss(self._before_drift[-len(self._recent):]) <= loss(self._recent)
+
+    def _act(self, decision) -> None:
+        now = time.monotonic()
+        metrics.live_window_loss.labels(model="champion").set(decision.champion_loss)
+        metrics.live_window_loss.labels(model="challenger").set(decision.challenger_loss)
+        if decision.reason in ("not_better", "diverged"):
+            self._behind_since = None
+        elif self._behind_since is None:
+            self._behind_since = now
+        metrics.freshness_lag.set(0.0 if self._behind_since is None else now - self._behind_since)
+        if decision.reason == "diverged":
+            logger.warning("Challenger diverged (loss %.4g vs champion %.4g): reset from v%d",
+                           decision.challenger_loss, decision.champion_loss, self.champion.number)
+            self._reset_from_champion()
+        if not decision.publish:
+            self._refused(decision.reason)
+            return
+        if self.settings.challenger_publish != "leader":
+            return
+        if self._fits_old_concept_better():
+            self._refused("old_concept")
+            return
+        try:
+            fence = publisher.leader_fence()
+            snapshot = {k: v.detach().to("cpu").clone() for k, v in self.system.model.state_dict().items()}
+            published = publisher.publish(
+                self.store, snapshot, reason=decision.reason, fence=fence, expected_active=self.champion.number,
+                metadata={"validation_loss": decision.challenger_loss, "current_loss": decision.champion_loss,
+                          "samples_trained": decision.samples, "parent_version": self.champion.number,
+                          "producer": self.node_id},
             )
-        for event in result.drift_events:
-            pipe.xadd(
-                keys.DRIFT_EVENTS,
-                {"node_id": self.node_id, **{k: json.dumps(v) for k, v in asdict(event).items()}},
-                maxlen=DRIFT_STREAM_MAXLEN,
-                approximate=True,
-            )
-        pipe.set(keys.learner_status(self.node_id), json.dumps(self.summary()), ex=3600)
-        pipe.execute()
+        except publisher.PublicationRefused as exc:
+            self._refused(exc.reason, counted=exc.reason != "not_leader")
+            return
+        except (redis.RedisError, OSError) as exc:  # the feedback is learned and recorded; publish next check
+            logger.warning("Challenger not published: %s", exc)
+            return
+        self.gate.published(now)
+        self._before_drift = None
+        self._behind_since = None
+        metrics.freshness_lag.set(0.0)
+        champion = copy.deepcopy(self.system.model).eval()
+        self._promote(ModelVersion(champion, published.version))
+        self._last_publication = {"version": published.version, "reason": decision.reason, "at": time.time(),
+                                  "champion_loss": decision.champion_loss,
+                                  "challenger_loss": decision.challenger_loss}
+
+    def _refused(self, reason: str, counted: bool = False) -> None:
+        if not counted:
+            publisher.refuse(reason)
+        self._refusals[reason] = self._refusals.get(reason, 0) + 1
+        self._last_refusal = {"reason": reason, "at": time.time()}
+
+    def _reset_from_champion(self) -> None:
+        self.system.online_learner.load_weights(self.champion.model.state_dict())
+        self.gate.champion_changed()
+
+    def _count(self, result) -> None:
         metrics.feedback_samples.inc(result.accepted)
         metrics.learning_batches_total.inc(result.updates)
         finite = [loss for loss in result.losses if np.isfinite(loss)]
@@ -126,30 +265,45 @@ class LearnerService:
         metrics.learning_divergences.inc(diverged - self._diverged_seen)
         self._diverged_seen = diverged
 
+    # ------------------------------------------------------------------ versions
     def adopt(self, version: int, state_dict: dict) -> None:
-        """Continue from a newly active version (a validated retrain, or an
-        operator's rollback): its weights, a fresh optimizer state and a fresh
-        prequential window; replay and drift state are kept."""
+        """Continue from a newly active version: a retrain, an operator's rollback, or
+        another learner's publication (its weights, a fresh optimizer state and a
+        fresh prequential window; replay and drift state are kept). The version
+        this learner published itself is its own weights already."""
         with self._lock:
-            load_into(self.system.model, state_dict)
-            self.system.online_learner.optimizer.state.clear()
-            if version != self.base_version:
-                self._by_version.setdefault(self.base_version, self.system.metrics)
-                self.base_version = version
-                window = self.system.metrics.window_size
-                self.system.metrics = self._by_version.setdefault(version, PrequentialMetrics(window))
-                for old in sorted(self._by_version)[:-VERSIONS_REPORTED]:
-                    del self._by_version[old]
+            if version == self.champion.number:
+                return
+            self._adopt(version, state_dict)
+
+    def _adopt(self, version: int, state_dict: dict) -> None:
+        self.system.online_learner.load_weights({k: v.to("cpu") for k, v in state_dict.items()})
+        champion = copy.deepcopy(self.system.model).eval()
+        self._promote(ModelVersion(champion, version))
+        self.gate.champion_changed()
         logger.info("Learner continues from model v%d", version)
+
+    def _promote(self, champion: ModelVersion) -> None:
+        """``champion`` is the active version now, and the learner descends from it."""
+        self._by_version.setdefault(self.version, self.system.metrics)
+        self.champion = champion
+        if champion.number != self.version:
+            self.system.continue_from(champion.number)
+            window = self.system.metrics.window_size
+            self.system.metrics = self._by_version.setdefault(champion.number, PrequentialMetrics(window))
+            for old in sorted(self._by_version)[:-VERSIONS_REPORTED]:
+                del self._by_version[old]
 
     def model_copy(self):
         """A copy of the learner's current model (the starting point of a retrain)."""
         with self._lock:
             return copy.deepcopy(self.system.model)
 
+    # -------------------------------------------------------------------- status
     def summary(self) -> dict:
-        system = self.system
-        recent = sorted(self._by_version)[-VERSIONS_REPORTED:]
+        system, gate = self.system, self.gate
+        recent = [v for v in sorted(self._by_version)[-VERSIONS_REPORTED:] if self._by_version[v].count > 0]
+        lag = None if self._behind_since is None else time.monotonic() - self._behind_since
         return {
             "node_id": self.node_id,
             "samples": system.samples_seen,
@@ -159,8 +313,20 @@ class LearnerService:
             "drift_events": len(system.drift_events),
             "diverged_steps": system.diverged_steps,
             "replay_size": len(system.replay_buffer),
-            "model_version": self.base_version,
+            "model_version": self.version,
             "prequential": {str(v): self._by_version[v].snapshot() for v in recent},
+            "freshness": {
+                "champion_version": self.champion.number,
+                "champion_loss": gate.champion_loss,
+                "challenger_loss": gate.challenger_loss,
+                "window_samples": gate.window_samples,
+                "publishing": self.settings.challenger_publish == "leader" and publisher.is_leader(),
+                "last_publication": self._last_publication,
+                "last_refusal": self._last_refusal,
+                "refusals": dict(self._refusals),
+                "lag_s": lag,
+                "drift_at_sample": self._drift_at,
+            },
         }
 
     def checkpoint(self) -> None:
@@ -168,8 +334,8 @@ class LearnerService:
             self._checkpoint()
 
     def _checkpoint(self) -> None:
-        # The served version the learner descends from travels with its state.
-        save_checkpoint(self.checkpoint_dir, {"system": self.system.state_dict(), "base_version": self.base_version})
+        # The served version the learner descends from travels inside the system's state.
+        save_checkpoint(self.checkpoint_dir, {"system": self.system.state_dict()})
         self._checkpointed_at = self.system.batches
 
 

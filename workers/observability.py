@@ -99,7 +99,8 @@ def precreate_known_series(app, node_id: str, queues, capabilities, raft_member:
     so that a series' first event is an increase Prometheus can see.
 
     Per task of this worker x state (and x time-limit kind); per node and status; swap rejection
-    reasons on model-serving workers; drop reasons and the member's election
+    reasons on model-serving workers; publication and refusal reasons and the live-window
+    loss (NaN until scored) on training workers; drop reasons and the member's election
     counters on Raft members (labelled with the Raft member id, as
     ``workers.raft`` records them)."""
     tasks = worker_task_names(app, queues)
@@ -117,6 +118,16 @@ def precreate_known_series(app, node_id: str, queues, capabilities, raft_member:
         metrics.model_swaps.labels(node_id=node_id)
         for reason in metrics.MODEL_SWAP_REJECTION_REASONS:
             metrics.model_swap_rejections.labels(reason=reason)
+    if "training" in set(capabilities):  # the learner publishes and refuses candidates
+        for reason in metrics.PUBLICATION_REASONS:
+            metrics.publications_by_reason.labels(reason=reason)
+        for reason in metrics.PUBLICATION_REFUSAL_REASONS:
+            metrics.publication_refusals.labels(reason=reason)
+        for model in metrics.LIVE_WINDOW_MODELS:
+            # A loss at 0 would read as a perfect model: until a window is scored it is NaN
+            # (no value), and a value the learner set already is kept.
+            if (model,) not in metrics.live_window_loss._metrics:
+                metrics.live_window_loss.labels(model=model).set(float("nan"))
     if raft_member:
         metrics.raft_leader_changes.labels(node_id=raft_member)
         metrics.raft_elections.labels(node_id=raft_member)

@@ -21,16 +21,16 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import redis
 from celery import bootsteps
 
 from omnimind import keys
 from omnimind.app import settings
-from omnimind.models.fencing import newest_fence_term
-from omnimind.observability import metrics
+from omnimind.models.fencing import Fence, newest_fence_term
 from omnimind.redis_client import redis_client
 from omnimind.scaling.coordinator import FencedScheduler, NotCoordinator, ScheduleStateMachine
 from omnimind.scaling.replicator import StateReplicator, wrap
+from workers import context
+from workers.raft_status import publish_status
 from omnimind.scaling.raft import (
     FileStorage,
     ProposalDropped,
@@ -42,7 +42,6 @@ from omnimind.scaling.raft import (
 
 logger = logging.getLogger(__name__)
 
-STATUS_EVERY_S = 0.25
 #: Longest the coordinator goes without looking for new drift events.
 DRIFT_POLL_S = 0.5
 #: Longest a starting member waits for a peer's frame to check the shared secret.
@@ -114,8 +113,7 @@ class CoordinatorMember:
         self._startup_error: BaseException | None = None
         self._coordinator_stop: threading.Event | None = None
         self._sending: list | None = None
-        self._leader_since: float | None = None
-        self._seen = {"leader_changes": 0, "elections": 0, "dropped": {}}
+        self.leader_since: float | None = None
         # Opened here, in the worker's main thread: an unusable directory or one
         # locked by another member fails the worker's start with a clear message.
         self.storage = FileStorage(config.data_dir)
@@ -166,7 +164,7 @@ class CoordinatorMember:
             )
             self.node.add_leadership_listener(self._on_leadership)
             self.loop.run_until_complete(self.node.start())
-            self.loop.create_task(self._publish_status())
+            self.loop.create_task(publish_status(self))
         except BaseException as exc:
             self._startup_error = exc
             self._ready.set()
@@ -177,7 +175,7 @@ class CoordinatorMember:
 
     # -- leadership (event loop) --------------------------------------------------------------------
     def _on_leadership(self, leader_id, term) -> None:
-        self._leader_since = time.time() if self.node.is_leader else None
+        self.leader_since = time.time() if self.node.is_leader else None
         if self.node.is_leader:
             if self._coordinator_stop is None:
                 self._coordinator_stop = threading.Event()
@@ -187,6 +185,30 @@ class CoordinatorMember:
         elif self._coordinator_stop is not None:
             self._coordinator_stop.set()  # at once: not one more dispatch from this member
             self._coordinator_stop = None
+
+    @property
+    def is_leader(self) -> bool:
+        return self.node.is_leader
+
+    @property
+    def sending(self) -> list | None:
+        """``[entry, slot]`` between a dispatch's commit and its send (for ``omnimind status``)."""
+        return self._sending
+
+    def publication_fence(self) -> Fence | None:
+        """A fence for a publication by this worker (its learner's challenger), or None
+        when this member does not lead. Commits a barrier first: a fence must prove
+        leadership now, and its index orders it after every earlier dispatch."""
+        if not self.node.is_leader or self.schedule_state.fence_base is None:
+            return None
+        future = asyncio.run_coroutine_threadsafe(self.node.propose(wrap("schedule", {"op": "barrier"}), timeout=2.0),
+                                                  self.loop)
+        try:
+            committed = future.result(3.0)
+        except Exception as exc:  # not (or no longer) the leader, or no quorum in time
+            logger.info("No publication fence: %r", exc)
+            return None
+        return Fence(self.schedule_state.fence_base + committed.term, committed.index)
 
     # -- coordinator (its own thread) ---------------------------------------------------------------
     def _coordinate(self, stop: threading.Event) -> None:
@@ -282,46 +304,6 @@ class CoordinatorMember:
         # thread to begin the stop and lets this one run on for a moment.
         signal.pthread_kill(threading.get_ident(), signal.SIGSTOP)  # SIGCONT resumes right here
 
-    # -- observability (event loop) -----------------------------------------------------------------
-    async def _publish_status(self) -> None:
-        member = self.config.member_id
-        while True:
-            node = self.node
-            status = {
-                "member_id": member,
-                "state": node.state.value,
-                "term": node.current_term,
-                "leader_id": node.leader_id,
-                "commit_index": node.commit_index,
-                "last_applied": node.last_applied,
-                "sending": self._sending,
-                "leader_since": self._leader_since,
-                "pid": os.getpid(),
-            }
-            metrics.raft_term.labels(node_id=member).set(node.current_term)
-            metrics.raft_is_leader.labels(node_id=member).set(1 if node.is_leader else 0)
-            metrics.raft_commit_index.labels(node_id=member).set(node.commit_index)
-            self._count("leader_changes", node.leader_changes, metrics.raft_leader_changes.labels(node_id=member))
-            self._count("elections", node.elections_started, metrics.raft_elections.labels(node_id=member))
-            for reason, total in node.dropped_frames.items():
-                seen = self._seen["dropped"].get(reason, 0)
-                if total > seen:
-                    metrics.raft_dropped_frames.labels(reason=reason).inc(total - seen)
-                    self._seen["dropped"][reason] = total
-            try:
-                await self.loop.run_in_executor(
-                    None, lambda: self.redis.set(keys.raft_member(member), json.dumps(status), ex=5)
-                )
-            except redis.RedisError as exc:
-                logger.debug("Raft status not published: %s", exc)
-            await asyncio.sleep(STATUS_EVERY_S)
-
-    def _count(self, name: str, total: int, counter) -> None:
-        if total > self._seen[name]:
-            counter.inc(total - self._seen[name])
-            self._seen[name] = total
-
-
 class RaftStep(bootsteps.StartStopStep):
     """Makes the worker a Raft member when ``--raft-id`` (or ``OMNIMIND_RAFT_ID``) is given."""
 
@@ -349,9 +331,11 @@ class RaftStep(bootsteps.StartStopStep):
             except BaseException:
                 self.member = None  # it stopped itself; the worker's shutdown must not stop it again
                 raise
+            context.set_coordinator(self.member)
 
     def stop(self, worker):
         if self.member is not None:
+            context.set_coordinator(None)
             self.member.stop()
             self.member = None
 

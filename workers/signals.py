@@ -115,3 +115,4 @@ def _stamp_sent_at(headers=None, **_):
 
 
 connect(settings.metrics_enabled)
+from workers import failpoints  # noqa: E402,F401  (test failpoints: connected only when OMNIMIND_FAILPOINT_* is set)

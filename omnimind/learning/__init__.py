@@ -5,6 +5,7 @@ Seed API: ``OnlineLearningSystem``, ``OnlineSGDLearner``, ``PrioritizedReplayBuf
 """
 
 from .base import DriftMethod
+from .challenger import ChallengerGate, GateDecision
 from .checkpoint import flatten_state, load_checkpoint, save_checkpoint, unflatten_state
 from .cusum import CusumDriftMethod
 from .drift import DRIFT_METHODS, ConceptDriftDetector
@@ -20,6 +21,8 @@ from .trainer import ContinuousTrainer, ModelUpdateManager, RetrainOutcome
 from .versions import ModelVersion, ModelVersionManager
 
 __all__ = [
+    "ChallengerGate",
+    "GateDecision",
     "ConceptDriftDetector",
     "ContinuousTrainer",
     "ModelUpdateManager",

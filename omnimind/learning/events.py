@@ -33,5 +33,7 @@ class ObserveResult:
 
     accepted: int
     updates: int
-    losses: tuple[float, ...]
+    losses: tuple[float, ...]  # one per mini-batch update the call triggered
     drift_events: tuple[DriftEvent, ...]
+    #: Each accepted sample's loss, predicted before it was learned (prequential).
+    sample_losses: tuple[float, ...] = ()

@@ -276,6 +276,14 @@ class OnlineSGDLearner:
                 raise InvalidFeedback("weights must be finite, one per sample", reason="length_mismatch")
         return self.step(x, y, w).loss
 
+    def load_weights(self, state_dict: Mapping[str, torch.Tensor]) -> None:
+        """Continue from other weights (a served version): in place, with a fresh
+        optimizer state, and those weights as the divergence guard's rollback point."""
+        self.model.load_state_dict(state_dict, strict=True)
+        self.optimizer.state.clear()
+        self.optimizer.zero_grad(set_to_none=True)
+        torch._foreach_copy_(self._last_good, [p.detach() for p in self._params])
+
     def _recover(self) -> None:
         self._diverged_steps += 1
         with torch.no_grad():

@@ -111,6 +111,12 @@ class PrioritizedReplayBuffer:
         self._max_priority = 1.0
         self._sample_calls = 0
 
+    def clear(self) -> None:
+        """Forget every stored item; the annealing of ``beta`` goes on."""
+        calls = self._sample_calls
+        self._reset()
+        self._sample_calls = calls
+
     # ----------------------------------------------------------------- results
     def __len__(self) -> int:
         return self._size

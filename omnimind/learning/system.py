@@ -41,6 +41,10 @@ class OnlineLearningSystem:
     >>> result = system.observe(x, y)
     >>> result.accepted, result.updates, system.batches
     (64, 2, 2)
+    >>> len(result.sample_losses), system.model_manager.active_version
+    (64, 0)
+    >>> system.continue_from(3); system.model_manager.active_version
+    3
     """
 
     def __init__(
@@ -59,6 +63,7 @@ class OnlineLearningSystem:
         rng: np.random.Generator | int | None = None,
         on_drift: Callable[[DriftEvent], None] | None = None,
         max_drift_events: int = 1000,
+        forget_replay_on_drift: bool = True,
     ) -> None:
         self.model = base_model
         self.online_learner = OnlineSGDLearner(base_model, config)
@@ -74,6 +79,9 @@ class OnlineLearningSystem:
         self.lr_boost_factor = float(lr_boost_factor)
         self.lr_boost_batches = int(lr_boost_batches)
         self.max_drift_events = int(max_drift_events)
+        # After a change the old concept's samples have the largest errors, so a
+        # prioritized replay would keep training on them: replay post-change only.
+        self.forget_replay_on_drift = bool(forget_replay_on_drift)
         self.on_drift = on_drift
         self._reset()
 
@@ -182,7 +190,7 @@ class OnlineLearningSystem:
         step_losses = []
         while self._pending_count >= self.batch_size:
             step_losses.append(self._update_from_pending())
-        return ObserveResult(x.shape[0], len(step_losses), tuple(step_losses), tuple(events))
+        return ObserveResult(x.shape[0], len(step_losses), tuple(step_losses), tuple(events), tuple(losses.tolist()))
 
     async def learn_from_stream(self, data_stream: AsyncIterator[tuple[Any, Any]]) -> int:
         """Consume ``(input, target)`` pairs (single samples or small batches) until the stream ends.
@@ -254,6 +262,10 @@ class OnlineLearningSystem:
         )
         logger.warning("concept drift detected at sample %d", sample_index)
         self._drift_events.append(event)
+        if self.forget_replay_on_drift:
+            self.replay_buffer.clear()
+            # Pending samples keep training, but their buffer slots are gone.
+            self._pending_slots = [np.full_like(slots, -1) for slots in self._pending_slots]
         self._start_lr_boost()
         if self.on_drift is not None:
             try:
@@ -285,6 +297,11 @@ class OnlineLearningSystem:
         x, y = self.online_learner.validate(torch.stack([torch.as_tensor(b[0]) for b in batch]),
                                             torch.stack([torch.as_tensor(b[1]) for b in batch]))
         return self._update(x, y, None)
+
+    def continue_from(self, version: int) -> None:
+        """The model now descends from served ``version`` (its weights are the caller's
+        business): drift events and checkpoints then name that version."""
+        self.model_manager = ModelVersionManager(self.model, initial_version=int(version))
 
     # ------------------------------------------------------------- checkpoint
     def state_dict(self) -> dict:

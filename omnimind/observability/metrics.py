@@ -99,6 +99,30 @@ model_validation_rejections = Counter(
     "omnimind_model_validation_rejections_total", "Shadow models that failed the validation gate"
 )
 model_publications = Counter("omnimind_model_publications_total", "Model versions published")
+publications_by_reason = Counter(
+    "omnimind_model_publications_by_reason_total",
+    "Model versions published, by what triggered them (see PUBLICATION_REASONS)",
+    ["reason"],
+)
+publication_refusals = Counter(
+    "omnimind_model_publication_refusals_total",
+    "Candidate models not published, by reason (see PUBLICATION_REFUSAL_REASONS)",
+    ["reason"],
+)
+live_window_loss = Gauge(
+    "omnimind_live_window_loss",
+    "Prequential loss on the learner's most recent feedback window (champion = served, challenger = learner)",
+    ["model"],
+    multiprocess_mode="mostrecent",
+)
+freshness_lag = Gauge(
+    "omnimind_model_freshness_lag_seconds",
+    "Seconds the learner has been learning feedback that no published version contains (0 right after a publish)",
+    multiprocess_mode="max",
+)
+learn_duplicates = Counter(
+    "omnimind_learn_duplicates_total", "Redelivered learn tasks (same task id) neither learned nor recorded again"
+)
 model_rollbacks = Counter("omnimind_model_rollbacks_total", "Active-version pointer moves by explicit rollback")
 
 
@@ -131,3 +155,16 @@ RAFT_DROP_REASONS = (
 MODEL_SWAP_REJECTION_REASONS = ("checksum", "unreadable", "incompatible", "too_large", "missing", "stale", "load")
 #: ``omnimind_cluster_requests_total{status}``.
 REQUEST_STATUSES = ("success", "error")
+#: ``omnimind_model_publications_by_reason_total{reason}``: the learner's champion/challenger
+#: check (periodic, or at once after a drift), a scheduled deep retrain, a manual retrain.
+PUBLICATION_REASONS = ("challenger", "challenger_drift", "retrain", "retrain_drift", "manual")
+#: ``omnimind_model_publication_refusals_total{reason}``: candidate no better than the champion on
+#: the live window, non-finite or exploding loss, too few samples (after a drift: too few post-change
+#: samples), publishing too often, a stale fence, a newer version active meanwhile, not the coordinator,
+#: a challenger after a drift that still fits the samples from before it better than those since.
+PUBLICATION_REFUSAL_REASONS = (
+    "not_better", "diverged", "too_few_samples", "rate_limited", "stale_fence", "superseded", "not_leader",
+    "old_concept",
+)
+#: ``omnimind_live_window_loss{model}``.
+LIVE_WINDOW_MODELS = ("champion", "challenger")

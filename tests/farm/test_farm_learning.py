@@ -111,3 +111,26 @@ def test_river_streams_have_one_change_of_concept():
         stream = make_stream(name, n_features=16, total=400, seed=3)
         assert stream.x.shape == (400, 16) and stream.y.shape == (400,) and stream.drift_at == 200
         assert np.isfinite(stream.x).all() and np.isfinite(stream.y).all()
+
+
+def test_learn_killed_between_result_and_ack_is_not_learned_twice(start_worker, celery_app, redis_client, tmp_path):
+    """The failpoint SIGKILLs the worker after the result is stored, before the late
+    ack: the broker redelivers the message, and the learner answers it from its record."""
+    marker = tmp_path / "killed.json"
+    env = dict(queues="training", pool="solo", concurrency=1, OMNIMIND_DATA_DIR=tmp_path)
+    worker = start_worker("learn3", OMNIMIND_FAILPOINT_KILL_AFTER_RESULT=f"tasks.training.learn@{marker}", **env)
+    rng = np.random.default_rng(4)
+    first = learn(celery_app, *linear_stream(rng, 32))
+    assert first["duplicate"] is False
+    worker.proc.wait(30)
+    assert worker.proc.returncode == -9 and marker.exists()
+    task_id = json.loads(marker.read_text())["task_id"]
+    assert redis_client.xlen(keys.EXPERIENCE) == 32
+    restarted = start_worker("learn3", **env)
+    wait_until(lambda: f"learn {task_id} was learned and recorded before" in restarted.output(), timeout=60,
+               message="the redelivered learn to be answered")
+    assert redis_client.xlen(keys.EXPERIENCE) == 32
+    out = learn(celery_app, *linear_stream(rng, 32))
+    assert out["duplicate"] is False
+    assert status(redis_client, restarted)["samples"] == 32  # the killed process's state died with it
+    assert redis_client.xlen(keys.EXPERIENCE) == 64

@@ -1,0 +1,101 @@
+"""The deep retrain: shadow-train on the experience window, gate, publish.
+
+``tasks.training.retrain`` is a thin adapter over :func:`retrain`. The window is
+drift-aware: it never reaches back past the newest drift marker
+(:mod:`omnimind.experience`), so a retrain after a change trains and
+validates on the new concept only, and with too few post-change samples it
+skips instead of fitting the old one. The shadow starts from what this
+worker's online learner knows (if it has one), is validated against the
+served model on the newest slice of the window, and is published with the
+dispatch's fence through :mod:`workers.publisher`.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+from dataclasses import replace
+
+import numpy as np
+import torch
+
+from omnimind.config import Settings
+from omnimind.experience import ExperienceStream
+from omnimind.learning import ChallengerGate, ContinuousTrainer, ModelVersionManager, RetrainOutcome
+from omnimind.models.runtime import ModelRuntime
+from omnimind.models.store import ModelStore
+from omnimind.observability import metrics
+from workers import publisher
+from workers.learner import LearnerService
+
+logger = logging.getLogger(__name__)
+
+
+def retrain(settings: Settings, client, runtime: ModelRuntime, learner: LearnerService | None, *,
+            fence, window: int | None, node_id: str, scheduled: bool) -> dict:
+    """Run one retrain; returns the JSON-able outcome (``outcome``: published, rejected,
+    skipped, stale_fence or superseded)."""
+    experience = ExperienceStream(client, settings.experience_maxlen)
+    data = experience.window(window or settings.retrain_window, runtime.example_shape)
+    # Start from what the online learner has learned since the last version, if this worker has one.
+    shadow = learner.model_copy() if learner is not None else copy.deepcopy(runtime.served.module)
+    served = runtime.served
+    trainer = ContinuousTrainer(
+        ModelVersionManager(served.module, initial_version=served.version),
+        loss=settings.learning_loss,
+        rng=np.random.default_rng(settings.model_seed + served.version),
+    )
+    outcome = trainer.retrain(data.x.to(served.device), data.y.to(served.device), shadow=shadow.to(served.device))
+    if outcome.accepted:
+        outcome = _confirm(trainer, outcome, data, served)
+    result = {**outcome.as_dict(), "model_version": served.version, "since_drift": data.since_drift}
+    if not outcome.accepted:
+        if outcome.shadow is not None:  # trained and failed the gate (not merely skipped)
+            metrics.model_validation_rejections.inc()
+            publisher.refuse("diverged" if outcome.val_loss is None or not np.isfinite(outcome.val_loss)
+                             else "not_better")
+        else:
+            publisher.refuse("too_few_samples")
+        logger.info("Retrain kept v%d: %s", served.version, outcome.reason)
+        return {**result, "outcome": "rejected" if outcome.shadow is not None else "skipped"}
+    store = ModelStore(client, keep_versions=settings.model_keep_versions, producer=node_id)
+    reason = ("retrain_drift" if data.since_drift else "retrain") if scheduled else "manual"
+    try:
+        published = publisher.publish(
+            store, outcome.shadow.state_dict(), reason=reason,
+            fence=fence or store.fence(),  # a manual retrain acts under the newest fence
+            expected_active=served.version,  # validated against it: publish only if it is still active
+            metadata={"validation_loss": outcome.val_loss, "samples_trained": outcome.samples,
+                      "parent_version": served.version, "current_loss": outcome.current_loss},
+        )
+    except publisher.PublicationRefused as exc:
+        logger.warning("Retrain result not published: %s", exc)
+        return {**result, "outcome": exc.reason if exc.reason != "stale_fence" else "stale"}
+    return {**result, "outcome": "published", "version": published.version}
+
+
+def _confirm(trainer: ContinuousTrainer, outcome: RetrainOutcome, data, served) -> RetrainOutcome:
+    """The seed's gate passes a shadow up to 5% worse; on noisy labels that lets a
+    worse model through by chance. Publish only a shadow that the learner's own
+    champion/challenger gate, on the same held-out slice, finds better with confidence."""
+    held_out = max(1, int(round(data.samples * trainer.validation_fraction)))
+    x, y = data.x[-held_out:].to(served.device), data.y[-held_out:].to(served.device)
+    gate = ChallengerGate(window=held_out, min_samples=1, check_every=1, min_interval=0.0)
+    gate.observe(_per_sample(trainer, outcome.shadow, x, y), _per_sample(trainer, served.module, x, y))
+    decision = gate.decide(now=0.0)
+    if decision.publish:
+        return outcome
+    return replace(outcome, accepted=False,
+                   reason=f"not better than v{served.version} with confidence on {held_out} held-out samples")
+
+
+def _per_sample(trainer: ContinuousTrainer, model, x, y) -> list[float]:
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        out = model(x)
+        if trainer.loss == "cross_entropy":
+            losses = torch.nn.functional.cross_entropy(out, y.reshape(-1).long(), reduction="none")
+        else:
+            losses = (out - y).square().reshape(out.shape[0], -1).mean(dim=1)
+    model.train(was_training)
+    return losses.to("cpu").tolist()

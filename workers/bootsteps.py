@@ -143,7 +143,7 @@ def warm_model() -> None:
 
     runtime = serving_runtime(settings)
     metrics.model_version.labels(node_id=context.node_id()).set(runtime.model_version)
-    logger.info("Model v%d ready on %s", runtime.model_version, runtime.served.device)
+    logger.info("Model v%d ready on %s", runtime.model_version, runtime.device)
 
 
 class ModelWarmupStep(bootsteps.StartStopStep):

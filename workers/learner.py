@@ -63,14 +63,14 @@ class LearnerService:
         # On the CPU: the replay buffer and the experience stream hold NumPy rows.
         served = runtime.served
         self.system = OnlineLearningSystem(
-            copy.deepcopy(served.module).to("cpu").train(),
+            copy.deepcopy(served.model).to("cpu").train(),
             config=OnlineSGDConfig(learning_rate=settings.learning_rate, loss=settings.learning_loss),
             replay_capacity=settings.replay_capacity,
             drift_method=settings.drift_method,
             rng=np.random.default_rng(settings.model_seed),
         )
-        self.system.continue_from(served.version)
-        self.champion = ModelVersion(copy.deepcopy(served.module).to("cpu").eval(), served.version)
+        self.system.continue_from(served.number)
+        self.champion = ModelVersion(copy.deepcopy(served.model).to("cpu").eval(), served.number)
         self.gate = ChallengerGate(
             window=settings.challenger_window, min_samples=min(64, settings.challenger_window),
             check_every=settings.challenger_check_every, tolerance=settings.challenger_tolerance,
@@ -114,7 +114,7 @@ class LearnerService:
         if self.version != runtime.model_version:
             # Another version became active meanwhile (a publish, a rollback): learn on
             # from it, keeping replay and drift state.
-            self._adopt(runtime.model_version, runtime.served.module.state_dict())
+            self._adopt(runtime.model_version, runtime.served.model.state_dict())
         return True
 
     # ------------------------------------------------------------------ learning

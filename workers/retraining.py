@@ -37,17 +37,18 @@ def retrain(settings: Settings, client, runtime: ModelRuntime, learner: LearnerS
     experience = ExperienceStream(client, settings.experience_maxlen)
     data = experience.window(window or settings.retrain_window, runtime.example_shape)
     # Start from what the online learner has learned since the last version, if this worker has one.
-    shadow = learner.model_copy() if learner is not None else copy.deepcopy(runtime.served.module)
+    shadow = learner.model_copy() if learner is not None else copy.deepcopy(runtime.served.model)
     served = runtime.served
     trainer = ContinuousTrainer(
-        ModelVersionManager(served.module, initial_version=served.version),
+        ModelVersionManager(served.model, initial_version=served.number),
         loss=settings.learning_loss,
-        rng=np.random.default_rng(settings.model_seed + served.version),
+        rng=np.random.default_rng(settings.model_seed + served.number),
     )
-    outcome = trainer.retrain(data.x.to(served.device), data.y.to(served.device), shadow=shadow.to(served.device))
+    device = runtime.device
+    outcome = trainer.retrain(data.x.to(device), data.y.to(device), shadow=shadow.to(device))
     if outcome.accepted:
-        outcome = _confirm(trainer, outcome, data, served)
-    result = {**outcome.as_dict(), "model_version": served.version, "since_drift": data.since_drift}
+        outcome = _confirm(trainer, outcome, data, served, device)
+    result = {**outcome.as_dict(), "model_version": served.number, "since_drift": data.since_drift}
     if not outcome.accepted:
         if outcome.shadow is not None:  # trained and failed the gate (not merely skipped)
             metrics.model_validation_rejections.inc()
@@ -55,7 +56,7 @@ def retrain(settings: Settings, client, runtime: ModelRuntime, learner: LearnerS
                              else "not_better")
         else:
             publisher.refuse("too_few_samples")
-        logger.info("Retrain kept v%d: %s", served.version, outcome.reason)
+        logger.info("Retrain kept v%d: %s", served.number, outcome.reason)
         return {**result, "outcome": "rejected" if outcome.shadow is not None else "skipped"}
     store = ModelStore(client, keep_versions=settings.model_keep_versions, producer=node_id)
     reason = ("retrain_drift" if data.since_drift else "retrain") if scheduled else "manual"
@@ -63,9 +64,9 @@ def retrain(settings: Settings, client, runtime: ModelRuntime, learner: LearnerS
         published = publisher.publish(
             store, outcome.shadow.state_dict(), reason=reason,
             fence=fence or store.fence(),  # a manual retrain acts under the newest fence
-            expected_active=served.version,  # validated against it: publish only if it is still active
+            expected_active=served.number,  # validated against it: publish only if it is still active
             metadata={"validation_loss": outcome.val_loss, "samples_trained": outcome.samples,
-                      "parent_version": served.version, "current_loss": outcome.current_loss},
+                      "parent_version": served.number, "current_loss": outcome.current_loss},
         )
     except publisher.PublicationRefused as exc:
         logger.warning("Retrain result not published: %s", exc)
@@ -73,19 +74,19 @@ def retrain(settings: Settings, client, runtime: ModelRuntime, learner: LearnerS
     return {**result, "outcome": "published", "version": published.version}
 
 
-def _confirm(trainer: ContinuousTrainer, outcome: RetrainOutcome, data, served) -> RetrainOutcome:
+def _confirm(trainer: ContinuousTrainer, outcome: RetrainOutcome, data, served, device) -> RetrainOutcome:
     """The seed's gate passes a shadow up to 5% worse; on noisy labels that lets a
     worse model through by chance. Publish only a shadow that the learner's own
     champion/challenger gate, on the same held-out slice, finds better with confidence."""
     held_out = max(1, int(round(data.samples * trainer.validation_fraction)))
-    x, y = data.x[-held_out:].to(served.device), data.y[-held_out:].to(served.device)
+    x, y = data.x[-held_out:].to(device), data.y[-held_out:].to(device)
     gate = ChallengerGate(window=held_out, min_samples=1, check_every=1, min_interval=0.0)
-    gate.observe(_per_sample(trainer, outcome.shadow, x, y), _per_sample(trainer, served.module, x, y))
+    gate.observe(_per_sample(trainer, outcome.shadow, x, y), _per_sample(trainer, served.model, x, y))
     decision = gate.decide(now=0.0)
     if decision.publish:
         return outcome
     return replace(outcome, accepted=False,
-                   reason=f"not better than v{served.version} with confidence on {held_out} held-out samples")
+                   reason=f"not better than v{served.number} with confidence on {held_out} held-out samples")
 
 
 def _per_sample(trainer: ContinuousTrainer, model, x, y) -> list[float]:

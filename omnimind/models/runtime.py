@@ -20,22 +20,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch import nn
 
 from omnimind.config import Settings
+from omnimind.learning.versions import ModelVersion
 from omnimind.models.errors import CorruptModel
 from omnimind.models.factory import build_model, select_device
 from omnimind.models.serialization import load_into
 from omnimind.validation import as_examples
-
-
-@dataclass(frozen=True)
-class ServedModel:
-    """One immutable (module, version) pair; swapping replaces the whole pair."""
-
-    module: nn.Module
-    version: int
-    device: torch.device
 
 
 @dataclass(frozen=True)
@@ -50,41 +41,41 @@ class ModelRuntime:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        device = select_device(settings.device)
-        module = build_model(settings).to(device)
-        self._served = ServedModel(module=module, version=0, device=device)
+        self.device = select_device(settings.device)
+        module = build_model(settings).to(self.device)
+        self._served = ModelVersion(module, 0)
         self.example_shape = tuple(module.omnimind_input_shape)
         self.warm_up()
 
     @property
-    def served(self) -> ServedModel:
+    def served(self) -> ModelVersion:
+        """The ``(model, number)`` pair serving now, read as one reference."""
         return self._served
 
     @property
     def model_version(self) -> int:
-        return self._served.version
+        return self._served.number
 
-    def warm_up(self, served: ServedModel | None = None) -> None:
+    def warm_up(self, served: ModelVersion | None = None) -> None:
         """One forward pass so the first request does not pay for lazy init; a
         model whose output is not finite on it is refused."""
         served = served or self._served
         with torch.inference_mode():
-            output = served.module(torch.zeros((1, *self.example_shape), device=served.device))
+            output = served.model(torch.zeros((1, *self.example_shape), device=self.device))
         if not bool(torch.isfinite(output).all()):
-            raise CorruptModel(self.settings.model_factory, served.version, "warm-up output is not finite")
+            raise CorruptModel(self.settings.model_factory, served.number, "warm-up output is not finite")
 
-    def prepare(self, state_dict, version: int) -> ServedModel:
+    def prepare(self, state_dict, version: int) -> ModelVersion:
         """A fresh module from the factory with ``state_dict`` strictly loaded, on
         this runtime's device and warmed up, but not serving yet. Raises
         ``IncompatibleWeights`` or ``CorruptModel``; the served model is untouched."""
-        device = self._served.device
         module = build_model(self.settings)
         load_into(module, state_dict)
-        candidate = ServedModel(module=module.to(device).eval(), version=int(version), device=device)
+        candidate = ModelVersion(module.to(self.device).eval(), int(version))
         self.warm_up(candidate)
         return candidate
 
-    def swap(self, candidate: ServedModel) -> None:
+    def swap(self, candidate: ModelVersion) -> None:
         """Serve ``candidate`` from the next request on: one reference assignment,
         so requests already running finish on the version they started with."""
         self._served = candidate
@@ -93,9 +84,9 @@ class ModelRuntime:
         batch, single = as_examples(inputs, self.example_shape, self.settings.max_batch_size)
         served = self._served  # one read: the whole request uses this version
         with torch.inference_mode():
-            output = served.module(torch.from_numpy(batch).to(served.device, non_blocking=True))
+            output = served.model(torch.from_numpy(batch).to(self.device, non_blocking=True))
         rows = output.detach().to("cpu").tolist()
-        return Prediction(outputs=rows[0] if single else rows, model_version=served.version, single=single)
+        return Prediction(outputs=rows[0] if single else rows, model_version=served.number, single=single)
 
 
 _runtime: ModelRuntime | None = None

@@ -112,3 +112,55 @@ def pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+# One implementation of these, shared with the tests (tests/helpers.py), not a copy.
+from tests.helpers import metric_value, scrape, wait_until  # noqa: E402,F401
+
+
+def procfile_farm(names: tuple[str, ...], run_dir: Path, procfile: Path | None = None) -> tuple[Path, dict]:
+    """A Procfile of the checkout's lines ``names``, same commands and flags, with every
+    ``--metrics-port`` and loopback ``host:port`` moved to a free port (so the benchmark's farm
+    never collides with a `make up` farm on the same machine).
+
+    A ``${SOME_PORT:-7001}`` in a command gets a free port through the environment instead.
+    Returns (path of the written Procfile, {"commands", "metrics_ports", "env"}): pass ``env`` to
+    :func:`omnimind_up`.
+    """
+    import re
+
+    from omnimind.farm import find_procfile, parse_procfile
+
+    specs = [s for s in parse_procfile((procfile or find_procfile()).read_text()) if s.name in names]
+    moved: dict[str, int] = {}
+
+    def port_for(old: str) -> str:
+        return str(moved.setdefault(old, free_port()))
+
+    commands, metrics_ports, env = {}, {}, {}
+    for spec in specs:
+        for var in re.findall(r"\$\{([A-Za-z0-9_]*PORT):-\d+\}", spec.command):
+            env.setdefault(var, str(free_port()))
+        command = re.sub(r"(--metrics-port[= ])(\d+)", lambda m: m.group(1) + port_for("metrics:" + spec.name),
+                         spec.command)
+        command = re.sub(r"\b(127\.0\.0\.1|localhost):(\d{2,5})\b", lambda m: f"{m.group(1)}:{port_for(m.group(2))}",
+                         command)
+        commands[spec.name] = command
+        if "metrics:" + spec.name in moved:
+            metrics_ports[spec.name] = moved["metrics:" + spec.name]
+    missing = set(names) - set(commands)
+    if missing:
+        raise SystemExit(f"the Procfile has no {sorted(missing)} line(s)")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / "Procfile"
+    path.write_text("".join(f"{name}: {command}\n" for name, command in commands.items()))
+    return path, {"commands": commands, "metrics_ports": metrics_ports, "env": env}
+
+
+def omnimind_up(procfile: Path, run_dir: Path, env: dict | None = None) -> subprocess.Popen:
+    """``omnimind up --procfile procfile`` in ``run_dir`` (its output in ``run_dir/farm.log``);
+    stop it with :func:`stop_all` (SIGTERM: it stops its processes)."""
+    log = open(run_dir / "farm.log", "ab")
+    return subprocess.Popen([sys.executable, "-m", "omnimind.cli", "up", "--procfile", str(procfile)], cwd=run_dir,
+                            env={**os.environ, **(env or {})}, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)

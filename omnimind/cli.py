@@ -1,4 +1,4 @@
-"""The ``omnimind`` command: up, redis, status, submit."""
+"""The ``omnimind`` command: up, redis, status, submit, model, demo, stream."""
 from __future__ import annotations
 
 import argparse
@@ -52,6 +52,17 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--out", default="omnimind-demo.png", help="PNG of the prequential loss")
     demo.set_defaults(func=cmd_demo)
+
+    stream = sub.add_parser("stream", help="drive a drifting stream through the farm; plot the served loss")
+    stream.add_argument("--stream", choices=["abrupt", "gradual", "recurring", "friedman"], default="abrupt")
+    stream.add_argument("--phase-seconds", type=float, default=20.0, help="seconds per concept phase")
+    stream.add_argument("--rate", type=float, default=320.0, help="feedback samples per second")
+    stream.add_argument("--batch-size", type=int, default=32, help="samples per learn task")
+    stream.add_argument("--probe-interval", type=float, default=0.5, help="seconds between predict probes")
+    stream.add_argument("--seed", type=int, default=0)
+    stream.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for a serving farm")
+    stream.add_argument("--out", default="omnimind-stream.png", help="PNG of the served loss over time")
+    stream.set_defaults(func=cmd_stream)
 
     args = parser.parse_args(argv)
     try:
@@ -128,6 +139,12 @@ def cmd_demo(args) -> int:
     from omnimind.demo import main as demo_main
 
     return demo_main(args)
+
+
+def cmd_stream(args) -> int:
+    from omnimind.stream import main as stream_main
+
+    return stream_main(args)
 
 
 def cmd_submit(args) -> int:

@@ -87,6 +87,9 @@ class Settings:
     #: ``challenger_min_interval`` seconds. "leader": a learner publishes when its worker
     #: leads the Raft group; "off": only retrains publish.
     challenger_publish: str = "leader"
+    #: Torch intra-op threads of a training worker: its mini-batches are small, and on a
+    #: busy machine more threads than one only contend (6x slower measured on 2 loaded cores).
+    learner_torch_threads: int = 1
     challenger_window: int = 256
     challenger_check_every: int = 128
     challenger_tolerance: float = 0.98
@@ -172,6 +175,7 @@ class Settings:
             replay_capacity=get.int("REPLAY_CAPACITY", 10_000, minimum=16),
             checkpoint_every=get.int("CHECKPOINT_EVERY", 20, minimum=1),
             challenger_publish=get.str("CHALLENGER_PUBLISH", "leader"),
+            learner_torch_threads=get.int("LEARNER_TORCH_THREADS", 1, minimum=1),
             challenger_window=get.int("CHALLENGER_WINDOW", 256, minimum=1),
             challenger_check_every=get.int("CHALLENGER_CHECK_EVERY", 128, minimum=1),
             challenger_tolerance=get.float("CHALLENGER_TOLERANCE", 0.98, minimum=0.0),

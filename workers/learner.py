@@ -347,6 +347,7 @@ def get_learner(settings: Settings, runtime: ModelRuntime, node_id: str) -> Lear
     global _service
     with _service_lock:
         if _service is None:
+            torch.set_num_threads(settings.learner_torch_threads)  # the training worker's own process
             _service = LearnerService(settings, runtime, redis_client(settings.redis_url), node_id)
         return _service
 

@@ -2,14 +2,17 @@
 
 The Procfile stays usable by foreman/honcho; ``omnimind up`` adds what those
 lack: an embedded Redis on a free port when no broker URL is configured, a
-generated Flower password when none is set, prefixed output, and a clean
-shutdown of every process group on Ctrl-C.
+generated Flower password when none is set, a Raft secret generated once and
+kept under the data dir (the training worker is a one-member Raft group, so its
+data dir must stay usable across restarts), a free Raft port, prefixed output,
+and a clean shutdown of every process group on Ctrl-C, Redis last.
 
 >>> parse_procfile("# comment\\nweb: run --port=1\\nworker: celery -A omnimind worker\\n")
 [ProcessSpec(name='web', command='run --port=1'), ProcessSpec(name='worker', command='celery -A omnimind worker')]
 """
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import secrets
@@ -22,15 +25,27 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from omnimind.config import Settings
 from omnimind.embedded_redis import free_port, wait_for_redis
 from omnimind.errors import ConfigError
 
 _LINE = re.compile(r"^([A-Za-z0-9_-]+):\s*(.+)$")
 REDIS_PROCESS = "redis"
+#: The generated Raft secret, under the data dir (mode 0600).
+RAFT_SECRET_FILE = "raft-secret"
+#: Held (flock) by the running farm.
+LOCK_FILE = "up.lock"
+MIN_RAFT_SECRET_BYTES = 16  # as workers/raft.py requires
 
 
 @dataclass(frozen=True)
 class ProcessSpec:
+    """One Procfile line.
+
+    >>> ProcessSpec("redis", "omnimind redis").name
+    'redis'
+    """
+
     name: str
     command: str
 
@@ -77,12 +92,52 @@ def farm_environment(env: dict[str, str]) -> tuple[dict[str, str], bool]:
     env.setdefault("OMNIMIND_FLOWER_USER", "admin")
     if not env.get("OMNIMIND_FLOWER_PASSWORD"):
         env["OMNIMIND_FLOWER_PASSWORD"] = secrets.token_urlsafe(12)
+    if not env.get("OMNIMIND_RAFT_SECRET"):
+        env["OMNIMIND_RAFT_SECRET"] = stored_raft_secret(Path(Settings.from_env(env).data_dir))
+    if not env.get("OMNIMIND_RAFT_PORT"):
+        # Free, so that two farms on one machine do not collide; one member
+        # keeps no peer address in its data dir, so it may change each time.
+        taken = {env.get("OMNIMIND_REDIS_PORT")}
+        port = free_port()
+        while str(port) in taken:
+            port = free_port()
+        env["OMNIMIND_RAFT_PORT"] = str(port)
     env.setdefault("PYTHONUNBUFFERED", "1")
     return env, embedded
 
 
+def stored_raft_secret(data_dir: Path) -> str:
+    """The farm's Raft secret: read from ``<data_dir>/raft-secret``, created there
+    (0600) on first use, so a restarted farm's members authenticate as before."""
+    path = data_dir / RAFT_SECRET_FILE
+    data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        secret = path.read_text().strip()
+        if len(secret.encode()) < MIN_RAFT_SECRET_BYTES:
+            raise ConfigError(
+                f"{path} holds no Raft secret of {MIN_RAFT_SECRET_BYTES}+ bytes: delete it to have a new one made, "
+                "or set OMNIMIND_RAFT_SECRET"
+            ) from None
+        return secret
+    secret = secrets.token_hex(16)
+    with os.fdopen(fd, "w") as out:
+        out.write(secret + "\n")
+        out.flush()
+        os.fsync(out.fileno())
+    return secret
+
+
 class Farm:
-    """Starts the Procfile's processes and stops them all together."""
+    """Starts the Procfile's processes and stops them all together.
+
+    >>> import io, tempfile
+    >>> env = {**os.environ, "OMNIMIND_DATA_DIR": tempfile.mkdtemp()}
+    >>> farm = Farm([ProcessSpec("hello", "echo hi")], env, out=io.StringIO())
+    >>> farm.start(); farm.processes["hello"].wait(); farm.stop()
+    0
+    """
 
     def __init__(self, specs: list[ProcessSpec], env: dict[str, str], out: IO[str] = sys.stdout) -> None:
         self.specs = specs
@@ -90,14 +145,32 @@ class Farm:
         self.out = out
         self.processes: dict[str, subprocess.Popen] = {}
         self._lock = threading.Lock()
+        self._data_dir_lock: IO | None = None
 
     def start(self) -> None:
+        self._lock_data_dir()
         # Redis first: every other process needs it.
         ordered = sorted(self.specs, key=lambda s: s.name != REDIS_PROCESS)
         for spec in ordered:
             self._spawn(spec)
             if spec.name == REDIS_PROCESS:
                 wait_for_redis(int(self.env["OMNIMIND_REDIS_PORT"]), timeout=15)
+
+    def _lock_data_dir(self) -> None:
+        """One farm per data dir: two would share an AOF, a Raft log, a checkpoint
+        and embedded Qdrant files, and corrupt them."""
+        data_dir = Path(Settings.from_env(self.env).data_dir)
+        data_dir.mkdir(parents=True, exist_ok=True)
+        handle = open(data_dir / LOCK_FILE, "a")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            raise ConfigError(
+                f"another `omnimind up` runs on the data dir {data_dir.resolve()}: stop it, "
+                "or give this farm its own OMNIMIND_DATA_DIR"
+            ) from None
+        self._data_dir_lock = handle
 
     def _spawn(self, spec: ProcessSpec) -> None:
         proc = subprocess.Popen(
@@ -123,19 +196,31 @@ class Farm:
         return {name: p.returncode for name, p in self.processes.items() if p.poll() is not None}
 
     def stop(self, timeout: float = 20.0) -> None:
-        """SIGTERM (warm shutdown) to every group, Redis last; SIGKILL stragglers."""
-        workers = [(n, p) for n, p in self.processes.items() if n != REDIS_PROCESS]
-        redis_proc = [(n, p) for n, p in self.processes.items() if n == REDIS_PROCESS]
-        for group in (workers, redis_proc):
-            for _, proc in group:
-                _signal_group(proc, signal.SIGTERM)
-            deadline = time.monotonic() + timeout
-            for _, proc in group:
-                try:
-                    proc.wait(max(0.1, deadline - time.monotonic()))
-                except subprocess.TimeoutExpired:
-                    _signal_group(proc, signal.SIGKILL)
-                    proc.wait(5)
+        """SIGTERM (warm shutdown) to every group, Redis last, so that it records
+        what the workers wrote as they stopped; SIGKILL stragglers."""
+        # A second Ctrl-C must not cut this short: it would leave the process
+        # groups running (they are not in our terminal's group) and Redis unsaved.
+        main = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
+        try:
+            workers = [(n, p) for n, p in self.processes.items() if n != REDIS_PROCESS]
+            redis_proc = [(n, p) for n, p in self.processes.items() if n == REDIS_PROCESS]
+            for group in (workers, redis_proc):
+                for _, proc in group:
+                    _signal_group(proc, signal.SIGTERM)
+                deadline = time.monotonic() + timeout
+                for _, proc in group:
+                    try:
+                        proc.wait(max(0.1, deadline - time.monotonic()))
+                    except subprocess.TimeoutExpired:
+                        _signal_group(proc, signal.SIGKILL)
+                        proc.wait(5)
+        finally:
+            if main and previous is not None:
+                signal.signal(signal.SIGINT, previous)
+        if self._data_dir_lock is not None:
+            self._data_dir_lock.close()  # releases the flock
+            self._data_dir_lock = None
 
 
 def _signal_group(proc: subprocess.Popen, sig: int) -> None:

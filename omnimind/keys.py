@@ -195,3 +195,13 @@ def learn_done(task_id: str) -> str:
     'omnimind:learn-done:5b7e'
     """
     return f"{PREFIX}:learn-done:{task_id}"
+
+
+def model_served(name: str) -> str:
+    """HASH node id -> JSON: the version each serving process reported it serves
+    (``omnimind.models.metadata.ServedVersion``), to show mixed versions in ``omnimind status``.
+
+    >>> model_served("default")
+    'omnimind:model:default:served'
+    """
+    return f"{PREFIX}:model:{name}:served"

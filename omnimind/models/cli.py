@@ -5,6 +5,13 @@ subcommand sets ``func(args) -> exit code``: 0 done, 1 refused by the store
 (stale fence, unknown version, corrupt blob, weights that do not fit) or Redis
 unreachable, 2 bad input (unreadable file, bad JSON, bad ``--fence``).
 
+Nothing is made active that workers could not serve: ``rollback`` and
+``publish`` check the weights first (SHA-256 and decode for a stored version,
+then a strict load into the configured model factory's architecture and one
+forward pass); ``--no-check`` skips the architecture part (for a machine that
+cannot import the model factory), never the SHA-256. ``show N --verify`` runs
+the same checks.
+
 Manual writes are fenced too. Without ``--fence`` the CLI uses the newest
 fence the store has seen, which is accepted (equal tokens are), so an
 operator's publish or rollback works while a leader publishes with its own
@@ -14,8 +21,8 @@ token; with ``--fence TERM:INDEX`` it is checked like any other writer's.
 >>> parser = argparse.ArgumentParser(prog="omnimind")
 >>> _ = add_model_commands(parser.add_subparsers(dest="command"))
 >>> args = parser.parse_args(["model", "rollback", "--to", "3", "--fence", "2:9"])
->>> args.to, args.fence, args.func.__name__
-(3, Fence(term=2, index=9), 'cmd_model_rollback')
+>>> args.to, args.fence, args.check, args.func.__name__
+(3, Fence(term=2, index=9), True, 'cmd_model_rollback')
 """
 from __future__ import annotations
 
@@ -54,6 +61,10 @@ def add_model_commands(subparsers) -> argparse.ArgumentParser:
     common.add_argument("--name", default="default", help="model name (default: %(default)s)")
     common.add_argument("--keep", type=_positive_int, default=None, metavar="N",
                         help="versions to retain when publishing (default: $OMNIMIND_MODEL_KEEP_VERSIONS or 10)")
+    checked = argparse.ArgumentParser(add_help=False)
+    checked.add_argument("--check", action=argparse.BooleanOptionalAction, default=True,
+                         help="also load the weights into the configured model factory's architecture and run it "
+                              "once (default: on; --no-check verifies SHA-256 and decoding only)")
 
     model = subparsers.add_parser("model", help="list, show, roll back and publish model versions")
     sub = model.add_subparsers(dest="model_command", required=True)
@@ -62,26 +73,26 @@ def add_model_commands(subparsers) -> argparse.ArgumentParser:
     ls.add_argument("--json", action="store_true", help="machine-readable output")
     ls.set_defaults(func=cmd_model_list)
 
-    show = sub.add_parser("show", parents=[common], help="metadata of one version")
+    show = sub.add_parser("show", parents=[common, checked], help="metadata of one version")
     show.add_argument("version", help="a version number, or 'active'")
-    show.add_argument("--verify", action="store_true", help="also fetch the blob and check its SHA-256")
+    show.add_argument("--verify", action="store_true",
+                      help="also fetch the blob, check its SHA-256, decode it and (unless --no-check) load it")
     show.add_argument("--json", action="store_true", help="machine-readable output")
     show.set_defaults(func=cmd_model_show)
 
-    rollback = sub.add_parser("rollback", parents=[common], help="make a retained version active (fenced, atomic)")
+    rollback = sub.add_parser("rollback", parents=[common, checked],
+                              help="make a retained version active (verified first; fenced, atomic)")
     rollback.add_argument("--to", type=_positive_int, required=True, metavar="VERSION")
     rollback.add_argument("--fence", type=_fence_arg, metavar="TERM:INDEX",
                           help="fencing token (default: the newest one the store has seen)")
     rollback.set_defaults(func=cmd_model_rollback)
 
-    publish = sub.add_parser("publish", parents=[common], help="publish weights from a .safetensors file")
+    publish = sub.add_parser("publish", parents=[common, checked], help="publish weights from a .safetensors file")
     publish.add_argument("file", type=Path, metavar="FILE.safetensors")
     publish.add_argument("--metadata", default=None, metavar="JSON",
                          help='JSON object, e.g. \'{"validation_loss": 0.12, "note": "hand-tuned"}\'')
     publish.add_argument("--fence", type=_fence_arg, metavar="TERM:INDEX",
                          help="fencing token (default: the newest one the store has seen)")
-    publish.add_argument("--check", action="store_true",
-                         help="refuse weights that do not fit the configured model factory's architecture")
     publish.set_defaults(func=cmd_model_publish)
     return model
 
@@ -125,6 +136,15 @@ def _store(args, settings=None):
     return ModelStore(client, args.name, keep_versions=keep, producer=producer)
 
 
+def _architecture(args, settings):
+    """A fresh module of the served architecture to check weights against (None with --no-check)."""
+    if not args.check:
+        return None
+    from omnimind.models.factory import build_model
+
+    return build_model(settings)
+
+
 def _when(ts: float) -> str:
     return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
 
@@ -160,7 +180,8 @@ def cmd_model_list(args) -> int:
 
 @_guarded
 def cmd_model_show(args) -> int:
-    store = _store(args)
+    settings = _settings()
+    store = _store(args, settings)
     if args.version == "active":
         version = None
     else:
@@ -169,11 +190,11 @@ def cmd_model_show(args) -> int:
         except argparse.ArgumentTypeError as exc:
             print(f"omnimind model show: {exc}", file=sys.stderr)
             return 2
-    meta = store.fetch(version)[0] if args.verify else store.get_metadata(version)
+    meta = store.verify(version, _architecture(args, settings))[0] if args.verify else store.get_metadata(version)
     active = store.active_version()
     if args.json:
-        print(json.dumps({**meta.as_dict(), "active": meta.version == active, "verified": bool(args.verify)},
-                         indent=2))
+        print(json.dumps({**meta.as_dict(), "active": meta.version == active, "verified": bool(args.verify),
+                          "loaded": bool(args.verify and args.check)}, indent=2))
         return 0
     for label, value in (
         ("model", meta.name), ("version", meta.version), ("active", "yes" if meta.version == active else "no"),
@@ -186,25 +207,28 @@ def cmd_model_show(args) -> int:
     ):
         print(f"{label:>16}: {value}")
     if args.verify:
-        print(f"{'verified':>16}: sha256 matches, safetensors decodes")
+        loads = f", loads into {settings.model_factory} and runs" if args.check else ""
+        print(f"{'verified':>16}: sha256 matches, safetensors decodes{loads}")
     return 0
 
 
 @_guarded
 def cmd_model_rollback(args) -> int:
-    store = _store(args)
+    settings = _settings()
+    store = _store(args, settings)
     fence = args.fence if args.fence is not None else store.fence()
     previous = store.active_version()
-    meta = store.rollback(args.to, fence)
+    meta = store.rollback(args.to, fence, model=_architecture(args, settings))  # verifies before the pointer moves
+    checked = f", loads into {settings.model_factory}" if args.check else ""
     print(f"model {store.name}: active version {previous} -> {meta.version} "
-          f"(sha256 {meta.sha256[:12]}, fence {fence if fence is not None else '-'})")
+          f"(sha256 {meta.sha256[:12]} verified{checked}, fence {fence if fence is not None else '-'})")
     return 0
 
 
 @_guarded
 def cmd_model_publish(args) -> int:
     from omnimind.models.errors import IncompatibleWeights
-    from omnimind.models.serialization import decode_state_dict, incompatibilities
+    from omnimind.models.serialization import decode_state_dict
 
     try:
         blob = args.file.read_bytes()
@@ -227,17 +251,13 @@ def cmd_model_publish(args) -> int:
             print("omnimind model publish: --metadata must be a JSON object", file=sys.stderr)
             return 2
     settings = _settings()
-    if args.check:
-        from omnimind.models.factory import build_model
-
-        problems = incompatibilities(build_model(settings), state_dict)
-        if problems:
-            raise IncompatibleWeights("; ".join(problems) + f" (model factory {settings.model_factory})")
     store = _store(args, settings)
     fence = args.fence if args.fence is not None else store.fence()
     metadata.setdefault("source_file", args.file.name)
     try:
-        meta = store.publish(state_dict, metadata, fence)
+        meta = store.publish(state_dict, metadata, fence, model=_architecture(args, settings))
+    except IncompatibleWeights as exc:  # name the architecture it was checked against
+        raise IncompatibleWeights(f"{exc.args[0]} (model factory {settings.model_factory})") from exc
     except ValueError as exc:  # reserved or non-JSON metadata
         print(f"omnimind model publish: {exc}", file=sys.stderr)
         return 2

@@ -81,8 +81,9 @@ class UnknownVersion(ModelStoreError, LookupError):
 
 
 class CorruptModel(ModelStoreError):
-    """A stored blob fails its SHA-256 check (reason ``checksum``), or the blob or its
-    metadata does not decode (reason ``unreadable``)."""
+    """A stored blob fails its SHA-256 check or was replaced while it was verified (reason
+    ``checksum``), the blob or its metadata does not decode (reason ``unreadable``), or the
+    weights load but the model's output is not finite (reason ``load``)."""
 
     def __init__(self, name: str, version: int | None, detail: str, reason: str = "checksum") -> None:
         super().__init__(name, version, detail, reason)

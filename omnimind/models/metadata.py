@@ -13,7 +13,7 @@ from typing import Any, Mapping
 
 from omnimind.models.fencing import Fence
 
-__all__ = ["PublishedVersion", "UpdateNotice", "metadata_json"]
+__all__ = ["PublishedVersion", "ServedVersion", "UpdateNotice", "metadata_json"]
 
 #: Metadata the store sets itself; callers may not pass these.
 _RESERVED = frozenset({"name", "version", "created_at", "sha256", "size_bytes", "fence"})
@@ -85,6 +85,46 @@ class UpdateNotice:
             data = json.loads(message["data"])
             return cls(str(data["name"]), int(data["version"]), str(data["sha256"]), str(data["event"]))
         except (ValueError, KeyError, TypeError):
+            return None
+
+
+@dataclass(frozen=True)
+class ServedVersion:
+    """What one serving process reported: the version it serves, the active one, and
+    when it could not load the active one, the version it ``refused`` and why.
+
+    >>> report = ServedVersion("gpu1@h", version=6, active=7, refused=7, reason="checksum", at=1700000000.0)
+    >>> report.fallback, ServedVersion.from_json(report.to_json()) == report
+    (True, True)
+    >>> ServedVersion.from_json(b"garbage") is None
+    True
+    """
+
+    node_id: str
+    version: int
+    active: int | None
+    refused: int | None = None
+    reason: str = ""
+    at: float = 0.0
+
+    @property
+    def fallback(self) -> bool:
+        """Serving an older version because the active one was refused (last known good)."""
+        return self.refused is not None and self.refused == self.active and self.version != self.active
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, raw: bytes | str) -> "ServedVersion | None":
+        """The report, or None for anything unreadable."""
+        try:
+            data = json.loads(raw)
+            return cls(str(data["node_id"]), int(data["version"]),
+                       None if data.get("active") is None else int(data["active"]),
+                       None if data.get("refused") is None else int(data["refused"]),
+                       str(data.get("reason") or ""), float(data.get("at") or 0.0))
+        except (ValueError, KeyError, TypeError, AttributeError):
             return None
 
 

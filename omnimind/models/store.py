@@ -17,6 +17,13 @@ Layout (names in :mod:`omnimind.keys`), per model ``name``:
   connection answers the same version instead of publishing the weights twice.
 * ``model_updates`` — pub/sub channel; every publish and rollback sends
   ``{"name", "version", "sha256", "event"}``. Only a hint: it is fire-and-forget.
+* ``model_served`` — HASH node id -> :class:`.metadata.ServedVersion` JSON: what each
+  serving process last reported serving (:meth:`ModelStore.served_versions`).
+
+The pointer moves only to a verified version: ``publish`` hashes the bytes it
+uploads (with ``model=``, the weights must load into it first); ``rollback``
+fetches, hashes, decodes (with ``model=``, loads and runs) the target, and its
+script refuses if the blob changed since (another SHA-256 in the metadata, or size).
 
 ``publish`` and ``rollback`` are each one Lua script: fence check, version
 number, write, pointer move, retention and notice happen atomically, in that
@@ -36,20 +43,23 @@ declared), so the store needs one Redis (a primary), not Redis Cluster.
 from __future__ import annotations
 
 import socket
+import time
 import uuid
 from typing import Any, Iterator, Mapping
 
 import redis
 import torch
+from torch import nn
 
-from omnimind import keys
+from omnimind import keys, lua
 from omnimind.models.errors import CorruptModel, ModelStoreError, StaleFence, Superseded, UnknownVersion
 from omnimind.models.fencing import FENCE_LUA, Fence, fence_args, read_fence
-from omnimind.models.metadata import PublishedVersion, UpdateNotice, metadata_json
-from omnimind.models.serialization import decode_state_dict, encode_state_dict, sha256_hex
+from omnimind.models.metadata import PublishedVersion, ServedVersion, UpdateNotice, metadata_json
+from omnimind.models.serialization import decode_state_dict, encode_state_dict, load_into, sha256_hex
 from omnimind.observability import metrics
 
-__all__ = ["ModelStore", "PublishedVersion", "UpdateNotice", "DEFAULT_KEEP_VERSIONS", "STAGING_TTL"]
+__all__ = ["ModelStore", "PublishedVersion", "UpdateNotice", "DEFAULT_KEEP_VERSIONS", "STAGING_TTL",
+           "SERVED_MAX_AGE", "check_loads"]
 
 DEFAULT_KEEP_VERSIONS = 10
 _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
@@ -57,88 +67,22 @@ _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ012
 #: Seconds a staged upload survives if its publish never runs (the publisher died in between).
 STAGING_TTL = 600
 
-# KEYS: fence, seq, active, meta, staging, receipt
-# ARGV: term, index, meta JSON (without version/parent/created_at), parent ("" = the active one),
-#       keep, name, sha256, channel, blob key prefix, receipt TTL,
-#       expected active version ("" = any, "none" = no version active yet)
-_PUBLISH_LUA = FENCE_LUA + """
-local done = redis.call('GET', KEYS[6])
-if done then
-  -- a retry of a publish that already committed (its reply was lost): answer it again
-  redis.call('DEL', KEYS[5])
-  local meta = redis.call('HGET', KEYS[4], done)
-  if meta then return {'ok', meta, 0} end
-  return {'gone', done}
-end
-local stale = fence_check(KEYS[1], ARGV[1], ARGV[2])
-if stale then
-  redis.call('DEL', KEYS[5])
-  return {'stale', stale[1], stale[2]}
-end
-if redis.call('EXISTS', KEYS[5]) == 0 then return {'nostaging'} end
-if ARGV[11] ~= '' then
-  -- the publisher built on a version that is no longer active (a newer publish, a rollback)
-  local active = redis.call('GET', KEYS[3]) or 'none'
-  if active ~= ARGV[11] then
-    redis.call('DEL', KEYS[5])
-    return {'moved', active}
-  end
-end
-local v = redis.call('INCR', KEYS[2])
-local retained = redis.call('HKEYS', KEYS[4])
-for _, k in ipairs(retained) do
-  local n = tonumber(k)
-  if n and n >= v then v = n + 1 end
-end
-local vs = string.format('%d', v)
-redis.call('SET', KEYS[2], vs)
-local parent = ARGV[4]
-if parent == '' then parent = redis.call('GET', KEYS[3]) or 'null' end
-local t = redis.call('TIME')
-local created = t[1] .. '.' .. string.format('%06d', tonumber(t[2]))
-local meta = '{"version":' .. vs .. ',"parent_version":' .. parent .. ',"created_at":' .. created
-  .. ',' .. string.sub(ARGV[3], 2)
-redis.call('RENAME', KEYS[5], ARGV[9] .. vs)
-redis.call('PERSIST', ARGV[9] .. vs)
-redis.call('HSET', KEYS[4], vs, meta)
-redis.call('SET', KEYS[3], vs)
-redis.call('SET', KEYS[6], vs, 'EX', tonumber(ARGV[10]))
-local keep = tonumber(ARGV[5])
-local nums = {}
-for _, k in ipairs(retained) do local n = tonumber(k); if n then table.insert(nums, n) end end
-table.sort(nums)
-local count = #nums + 1
-local deleted = 0
-for _, n in ipairs(nums) do
-  if count <= keep then break end
-  local ns = string.format('%d', n)
-  if ns ~= vs then
-    redis.call('UNLINK', ARGV[9] .. ns)
-    redis.call('HDEL', KEYS[4], ns)
-    count = count - 1
-    deleted = deleted + 1
-  end
-end
-redis.call('PUBLISH', ARGV[8], cjson.encode({name=ARGV[6], version=v, sha256=ARGV[7], event='publish'}))
-return {'ok', meta, deleted}
-"""
+#: A served-version report older than this many seconds is a worker that stopped reporting.
+SERVED_MAX_AGE = 30.0
 
-# KEYS: fence, active, meta, blob of the target    ARGV: term, index, version, name, channel
-_ROLLBACK_LUA = FENCE_LUA + """
-local meta = redis.call('HGET', KEYS[3], ARGV[3])
-if not meta or redis.call('EXISTS', KEYS[4]) == 0 then return {'unknown'} end
-local stale = fence_check(KEYS[1], ARGV[1], ARGV[2])
-if stale then return {'stale', stale[1], stale[2]} end
-local previous = redis.call('GET', KEYS[2]) or ''
-redis.call('SET', KEYS[2], ARGV[3])
-local sha = cjson.decode(meta)['sha256']
-redis.call('PUBLISH', ARGV[5], cjson.encode({name=ARGV[4], version=tonumber(ARGV[3]), sha256=sha, event='rollback'}))
-return {'ok', meta, previous}
-"""
+#: The publish script (``omnimind/lua/model_publish.lua``) after the shared fence rule.
+_PUBLISH_LUA = FENCE_LUA + "\n" + lua.source("model_publish")
+#: The rollback script (``omnimind/lua/model_rollback.lua``): refuses a blob replaced since it was verified.
+_ROLLBACK_LUA = FENCE_LUA + "\n" + lua.source("model_rollback")
 
 
 class ModelStore:
-    """Publish, fetch, roll back and watch the versions of one model."""
+    """Publish, fetch, roll back and watch the versions of one model.
+
+    >>> store = ModelStore(redis.Redis(), "demo")  # connects on first use
+    >>> store.channel, store.resource
+    ('omnimind:model:demo:updates', 'model:demo')
+    """
 
     def __init__(self, client: redis.Redis, name: str = "default", keep_versions: int = DEFAULT_KEEP_VERSIONS,
                  producer: str | None = None) -> None:
@@ -157,13 +101,14 @@ class ModelStore:
         self._fence_key = keys.model_fence(name)
         self._seq, self._active = keys.model_seq(name), keys.model_active(name)
         self._meta, self._blob_prefix = keys.model_meta(name), keys.model_blob(name, "")
+        self._served = keys.model_served(name)
         self._publish = client.register_script(_PUBLISH_LUA)
         self._rollback = client.register_script(_ROLLBACK_LUA)
 
     # --- writes ------------------------------------------------------------------
     def publish(self, state_dict: Mapping[str, torch.Tensor], metadata: Mapping[str, Any] | None = None,
                 fence: Fence | tuple[int, int] | str | None = None,
-                expected_active: int | None = None) -> PublishedVersion:
+                expected_active: int | None = None, model: nn.Module | None = None) -> PublishedVersion:
         """Store a new version and make it active, atomically; raises :class:`StaleFence`.
 
         ``metadata`` may hold ``validation_loss``, ``samples_trained``, ``producer``,
@@ -171,11 +116,15 @@ class ModelStore:
         JSON-able keys, which go to ``extras``. With ``expected_active`` (0: none yet)
         the publish happens only if that version is still the active one, else
         :class:`Superseded` — a retrain must not undo a newer publish or a rollback.
+        With ``model`` (a fresh module of the served architecture) the weights must load
+        into it strictly and give a finite output first (:func:`check_loads`).
         """
         fence = Fence.coerce(fence)
         blob = encode_state_dict(state_dict)
         digest = sha256_hex(blob)
         user, parent = metadata_json(self.name, metadata or {}, digest, len(blob), fence, self.producer)
+        if model is not None:
+            check_loads(self.name, None, model, state_dict)
         expected = "" if expected_active is None else (str(int(expected_active)) if expected_active else "none")
         return self._commit(uuid.uuid4().hex, blob, digest, user, parent, fence, expected)
 
@@ -211,18 +160,31 @@ class ModelStore:
         metrics.model_publications.inc()
         return PublishedVersion.from_json(reply[1])
 
-    def rollback(self, to_version: int, fence: Fence | tuple[int, int] | str | None = None) -> PublishedVersion:
+    def rollback(self, to_version: int, fence: Fence | tuple[int, int] | str | None = None,
+                 model: nn.Module | None = None) -> PublishedVersion:
         """Point the active version at a retained version (normally an older one; the same
         call rolls forward again). Fenced and atomic like a publish, and announced the same
-        way; newer versions are kept and the next publish still gets a fresh number."""
+        way; newer versions are kept and the next publish still gets a fresh number.
+
+        The target is verified first (:meth:`verify`: SHA-256, decode and, with ``model``, a
+        strict load and one forward pass), and the script moves the pointer only if the blob
+        is still the one verified. Raises :class:`CorruptModel` (the pointer stays),
+        :class:`IncompatibleWeights`, :class:`UnknownVersion` or :class:`StaleFence`."""
         fence = Fence.coerce(fence)
+        version = int(to_version)
+        meta, _, size = self._verified(version, model)
         term, index = fence_args(fence)
         reply = self._rollback(
-            keys=[self._fence_key, self._active, self._meta, self._blob_prefix + str(int(to_version))],
-            args=[term, index, int(to_version), self.name, self.channel],
+            keys=[self._fence_key, self._active, self._meta, self._blob_prefix + str(version)],
+            args=[term, index, version, self.name, self.channel, meta.sha256, size],
         )
-        if _text(reply[0]) == "unknown":
-            raise UnknownVersion(self.name, int(to_version), "not published or no longer retained")
+        status = _text(reply[0])
+        if status == "unknown":
+            raise UnknownVersion(self.name, version, "not published or no longer retained")
+        if status == "changed":
+            raise CorruptModel(self.name, version, f"replaced while it was verified: metadata now says sha256 "
+                                                   f"{_text(reply[1])[:12] or '?'}… and {int(reply[2])} bytes, "
+                                                   f"verified {meta.sha256[:12]}… and {size} bytes")
         self._raise_if_stale(reply, fence)
         metrics.model_rollbacks.inc()
         return PublishedVersion.from_json(reply[1])
@@ -251,9 +213,26 @@ class ModelStore:
         entries = self.client.hgetall(self._meta)
         return sorted((self._parse_meta(raw, int(v)) for v, raw in entries.items()), key=lambda m: m.version)
 
+    def version_numbers(self) -> list[int]:
+        """Every retained version number, oldest first (reads no metadata, so a corrupt entry cannot hide the rest)."""
+        return sorted(int(v) for v in self.client.hkeys(self._meta) if v.isdigit())
+
     def fetch(self, version: int | None = None) -> tuple[PublishedVersion, dict[str, torch.Tensor]]:
         """Metadata and CPU tensors of ``version`` (default: the active one), SHA-256 verified
         before decoding. Raises :class:`UnknownVersion` or :class:`CorruptModel`."""
+        meta, tensors, _ = self._verified(version)
+        return meta, tensors
+
+    def verify(self, version: int | None = None,
+               model: nn.Module | None = None) -> tuple[PublishedVersion, dict[str, torch.Tensor]]:
+        """:meth:`fetch`, and with ``model`` (a fresh module of the served architecture, e.g.
+        ``build_model(settings)``; it is loaded into) :func:`check_loads` as well: what a
+        worker checks before serving a version. Raises :class:`UnknownVersion`,
+        :class:`CorruptModel` or :class:`IncompatibleWeights`."""
+        meta, tensors, _ = self._verified(version, model)
+        return meta, tensors
+
+    def _verified(self, version: int | None, model: nn.Module | None = None):
         for _ in range(5):
             wanted = self._require_active() if version is None else int(version)
             pipe = self.client.pipeline(transaction=True)
@@ -274,7 +253,26 @@ class ModelStore:
             tensors = decode_state_dict(blob)
         except ValueError as exc:
             raise CorruptModel(self.name, wanted, str(exc), "unreadable") from exc
-        return meta, tensors
+        if model is not None:
+            check_loads(self.name, wanted, model, tensors)
+        return meta, tensors, len(blob)
+
+    # --- who serves what -----------------------------------------------------------
+    def report_served(self, report: ServedVersion) -> None:
+        """Record what one process serves (the whole hash expires when nobody reports)."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hset(self._served, report.node_id, report.to_json())
+        pipe.expire(self._served, int(SERVED_MAX_AGE * 10))
+        pipe.execute()
+
+    def forget_served(self, node_id: str) -> None:
+        """Drop ``node_id``'s report (it stops serving)."""
+        self.client.hdel(self._served, node_id)
+
+    def served_versions(self, max_age: float = SERVED_MAX_AGE) -> dict[str, ServedVersion]:
+        """Node id -> its latest report, for reports younger than ``max_age`` seconds."""
+        reports = (ServedVersion.from_json(raw) for raw in self.client.hgetall(self._served).values())
+        return {r.node_id: r for r in reports if r is not None and time.time() - r.at <= max_age}
 
     # --- notices -----------------------------------------------------------------
     def subscribe(self) -> redis.client.PubSub:
@@ -310,6 +308,30 @@ class ModelStore:
         if _text(reply[0]) == "stale":
             metrics.fence_rejections.inc()
             raise StaleFence(self.resource, fence, (int(reply[1]), int(reply[2])))
+
+
+def check_loads(name: str, version: int | None, module: nn.Module, state_dict: Mapping[str, torch.Tensor]) -> None:
+    """Strictly load ``state_dict`` into ``module`` and run it once on zeros of its
+    ``omnimind_input_shape`` (set by the model factory): raises ``IncompatibleWeights``,
+    or :class:`CorruptModel` (reason ``load``) when the output is not finite.
+
+    >>> m = nn.Linear(2, 1); m.omnimind_input_shape = (2,)
+    >>> check_loads("m", 3, m, {"weight": torch.ones(1, 2), "bias": torch.zeros(1)})
+    >>> check_loads("m", 3, m, {"weight": torch.full((1, 2), float("nan")), "bias": torch.zeros(1)})
+    Traceback (most recent call last):
+    ...
+    omnimind.models.errors.CorruptModel: model m version 3 is corrupt: its output on zeros is not finite
+    """
+    load_into(module, state_dict)
+    shape = getattr(module, "omnimind_input_shape", None)
+    if shape is None:
+        return
+    device = next((p.device for p in module.parameters()), torch.device("cpu"))
+    with torch.inference_mode():
+        output = module.eval()(torch.zeros((1, *shape), device=device))
+    if isinstance(output, torch.Tensor) and not bool(torch.isfinite(output).all()):
+        raise CorruptModel(name, version, "its output on zeros is not finite", "load")
+
 
 def _text(value) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)

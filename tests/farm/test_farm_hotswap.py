@@ -122,6 +122,33 @@ def test_rollback_and_late_worker(start_worker, celery_app, redis_client):
     assert predict(celery_app)["outputs"][0] == pytest.approx(1.0)
 
 
+def test_a_worker_started_on_a_corrupt_active_blob_serves_last_known_good(start_worker, celery_app, redis_client):
+    store = ModelStore(redis_client)
+    for version in (1, 2, 3):
+        store.publish(weights(float(version)), fence=(1, version))
+    redis_client.set(keys.model_blob("default", 3), b"garbage" * 10)  # the active blob, damaged in Redis
+    port = free_port()
+    worker = start_worker("swap-lkg", OMNIMIND_METRICS_PORT=port)
+    # Serving from its first request: v2, the newest older version that loads, not v0.
+    assert served_versions(celery_app, [worker]) == {worker.hostname: 2}
+    assert predict(celery_app)["outputs"][0] == pytest.approx(2.0)
+    metrics = scrape(port)
+    assert metric_value(metrics, "omnimind_model_fallbacks_total") == 1
+    assert metric_value(metrics, "omnimind_model_swap_rejections_total", reason="checksum") == 1
+    assert metric_value(metrics, "omnimind_model_version", node_id=worker.hostname) == 2
+    log = worker.output()
+    assert "Refusing model v3 (checksum" in log and "serving v2, the newest older version that loads" in log
+    report = store.served_versions()[worker.hostname]
+    assert (report.version, report.active, report.refused, report.fallback) == (2, 3, 3, True)
+
+    store.publish(weights(4.0), fence=(1, 4))  # a good new version: swapped in
+    wait_until(lambda: predict(celery_app)["model_version"] == 4, message="v4")
+    assert predict(celery_app)["outputs"][0] == pytest.approx(4.0)
+    wait_until(lambda: store.served_versions()[worker.hostname].version == 4, message="the v4 report")
+    assert store.served_versions()[worker.hostname].refused is None
+    assert metric_value(scrape(port), "omnimind_model_swap_rejections_total", reason="checksum") == 1  # v3 not retried
+
+
 def learn_stream(app, rng, batches, garbage=False):
     w = np.linspace(-1, 1, 16)
     for _ in range(batches):

@@ -5,9 +5,11 @@ import argparse
 import json
 
 import pytest
+import torch
 from safetensors.torch import save_file
 from torch import nn
 
+from omnimind import keys
 from omnimind.config import Settings
 from omnimind.models.cli import add_model_commands
 from omnimind.models.factory import build_model
@@ -125,7 +127,9 @@ def test_check_refuses_weights_of_another_architecture(store, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "IncompatibleWeights" in err and "missing keys" in err and "default_mlp" in err
     assert store.active_version() is None
-    assert run("model", "publish", str(other)) == 0  # without --check any safetensors file goes
+    assert run("model", "publish", str(other)) == 1  # checked by default
+    assert "IncompatibleWeights" in capsys.readouterr().err and store.active_version() is None
+    assert run("model", "publish", str(other), "--no-check") == 0  # any safetensors file goes
 
 
 def test_list_with_nothing_published(store, capsys):
@@ -144,3 +148,60 @@ def test_named_model_and_keep(redis_client, weights, capsys):
         assert run("model", "publish", str(weights), "--name", "other", "--keep", "2") == 0
     assert [v.version for v in ModelStore(redis_client, "other").list_versions()] == [3, 4]
     assert ModelStore(redis_client).active_version() is None
+
+
+def corrupt(redis_client, version: int, name: str = "default") -> None:
+    """Flip one bit of a stored blob, as a disk or a stray writer would."""
+    blob = bytearray(redis_client.get(keys.model_blob(name, version)))
+    blob[-3] ^= 0x01
+    redis_client.set(keys.model_blob(name, version), bytes(blob))
+
+
+def starred(capsys) -> list[str]:
+    assert run("model", "list") == 0
+    return [line.split()[1] for line in capsys.readouterr().out.splitlines() if line.startswith("*")]
+
+
+def test_rollback_to_a_corrupt_version_is_refused_and_the_old_one_stays_active(store, redis_client, capsys):
+    for i in range(3):
+        store.publish(build_model(Settings()).state_dict(), fence=(2, i))
+    corrupt(redis_client, 2)
+    assert run("model", "show", "2", "--verify") == 1
+    assert "CorruptModel" in capsys.readouterr().err
+    assert run("model", "rollback", "--to", "2") == 1
+    err = capsys.readouterr().err
+    assert "CorruptModel" in err and "version 2 is corrupt: sha256 mismatch" in err
+    assert store.active_version() == 3 and starred(capsys) == ["3"]
+    assert run("model", "rollback", "--to", "2", "--no-check") == 1  # the SHA-256 is never skipped
+    assert "CorruptModel" in capsys.readouterr().err and store.active_version() == 3
+    assert run("model", "rollback", "--to", "1") == 0
+    assert "active version 3 -> 1 (sha256" in capsys.readouterr().out and starred(capsys) == ["1"]
+
+
+def test_rollback_and_show_check_the_architecture(store, capsys):
+    store.publish(build_model(Settings()).state_dict(), fence=(1, 0))
+    store.publish(nn.Linear(3, 1).state_dict(), fence=(1, 1))  # published without a check
+    store.publish(build_model(Settings()).state_dict(), fence=(1, 2))
+    assert run("model", "show", "1", "--verify") == 0
+    assert "loads into omnimind.models.factory:default_mlp and runs" in capsys.readouterr().out
+    assert run("model", "show", "2", "--verify") == 1
+    assert "IncompatibleWeights" in capsys.readouterr().err
+    assert run("model", "show", "2", "--verify", "--no-check", "--json") == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["verified"] and not shown["loaded"]
+    assert run("model", "rollback", "--to", "2") == 1
+    assert "IncompatibleWeights" in capsys.readouterr().err and starred(capsys) == ["3"]
+    assert run("model", "rollback", "--to", "2", "--no-check") == 0  # the operator's call
+    assert store.active_version() == 2
+
+
+def test_publish_refuses_weights_whose_output_is_not_finite(store, tmp_path, capsys):
+    state = build_model(Settings()).state_dict()
+    state["4.bias"] = torch.tensor([float("nan")])
+    path = tmp_path / "nan.safetensors"
+    save_file(state, str(path))
+    assert run("model", "publish", str(path)) == 1
+    err = capsys.readouterr().err
+    assert "CorruptModel" in err and "output on zeros is not finite" in err
+    assert store.active_version() is None
+    assert run("model", "publish", str(path), "--no-check") == 0

@@ -125,6 +125,25 @@ learn_duplicates = Counter(
 )
 model_rollbacks = Counter("omnimind_model_rollbacks_total", "Active-version pointer moves by explicit rollback")
 
+# --- authenticated dispatch fences (omnimind.scaling.dispatch) ------------------
+#: ``omnimind_dispatch_refusals_total{reason}``: scheduled dispatches refused before their fence
+#: reached Redis: headers of the wrong shape or types, fence headers without a signature, a
+#: signature that does not match (forged, replayed onto another slot, corrupted), or a consumer
+#: without ``OMNIMIND_RAFT_SECRET`` that cannot verify one.
+DISPATCH_REFUSAL_REASONS = ("malformed", "unsigned", "forged", "unverifiable")
+dispatch_refusals = Counter(
+    "omnimind_dispatch_refusals_total",
+    "Scheduled dispatches refused before their fence was checked (see DISPATCH_REFUSAL_REASONS)",
+    ["reason"],
+)
+
+# --- last known good (workers.model_sync) ---------------------------------------
+#: Unlabelled, so that it exists at 0 from the start and the first fallback is an increase.
+model_fallbacks = Counter(
+    "omnimind_model_fallbacks_total",
+    "Times a worker refused the active model version and served the newest older one that loads (last known good)",
+)
+
 
 def _exported_name(metric) -> str:
     # prometheus-client stores counters without their "_total" suffix.
@@ -168,26 +187,3 @@ PUBLICATION_REFUSAL_REASONS = (
 )
 #: ``omnimind_live_window_loss{model}``.
 LIVE_WINDOW_MODELS = ("champion", "challenger")
-
-# --- authenticated dispatch fences (omnimind.scaling.dispatch) ------------------
-#: ``omnimind_dispatch_refusals_total{reason}``: scheduled dispatches refused before their fence
-#: reached Redis: headers of the wrong shape or types, fence headers without a signature, a
-#: signature that does not match (forged, replayed onto another slot, corrupted), or a consumer
-#: without ``OMNIMIND_RAFT_SECRET`` that cannot verify one.
-DISPATCH_REFUSAL_REASONS = ("malformed", "unsigned", "forged", "unverifiable")
-dispatch_refusals = Counter(
-    "omnimind_dispatch_refusals_total",
-    "Scheduled dispatches refused before their fence was checked (see DISPATCH_REFUSAL_REASONS)",
-    ["reason"],
-)
-ALL_METRIC_NAMES = ALL_METRIC_NAMES | {_exported_name(dispatch_refusals)}
-ALL_METRICS = ALL_METRICS + (dispatch_refusals,)
-
-# --- last known good (workers.model_sync) ---------------------------------------
-#: Unlabelled, so that it exists at 0 from the start and the first fallback is an increase.
-model_fallbacks = Counter(
-    "omnimind_model_fallbacks_total",
-    "Times a worker refused the active model version and served the newest older one that loads (last known good)",
-)
-ALL_METRIC_NAMES = ALL_METRIC_NAMES | {_exported_name(model_fallbacks)}
-ALL_METRICS = ALL_METRICS + (model_fallbacks,)

@@ -4,16 +4,24 @@ Queues are capabilities. A worker consuming ``inference`` serves predictions, on
 consuming ``training`` learns; ``worker_direct`` adds a queue per worker so the
 load balancer can address one node when a request names hardware.
 
+Each capability queue is bound to a direct exchange of its own name with its own
+name as routing key, and to nothing else: a message published to the
+``training`` exchange (a raw kombu or AMQP producer) reaches training workers
+only. (Celery's default would bind every queue to the ``inference`` exchange
+with the routing key ``inference``.)
+
 >>> from omnimind.app import app
 >>> app.conf.accept_content, app.conf.task_acks_late, app.conf.worker_prefetch_multiplier
 (['json'], True, 1)
 >>> app.amqp.router.route({}, "tasks.inference.predict")["queue"].name
 'inference'
+>>> [(q.name, q.exchange.name, q.routing_key) for q in app.conf.task_queues][1]
+('training', 'training', 'training')
 """
 from __future__ import annotations
 
 from celery import Celery
-from kombu import Queue
+from kombu import Exchange, Queue
 
 from omnimind.config import QUEUES, Settings
 
@@ -30,8 +38,12 @@ app.conf.update(
     result_serializer="json",
     accept_content=["json"],
     result_accept_content=["json"],
-    task_queues=[Queue(name) for name in QUEUES],
+    # One exchange and routing key per capability (see above); worker_direct's
+    # per-worker queues keep Celery's own exchange (C.dq2, routing key = node name).
+    task_queues=[Queue(name, Exchange(name, type="direct"), routing_key=name) for name in QUEUES],
     task_default_queue="inference",
+    task_default_exchange="inference",
+    task_default_routing_key="inference",
     task_routes={f"tasks.{name}.*": {"queue": name} for name in QUEUES},
     worker_direct=True,
     # At-least-once: ack after the task ran, requeue if the worker process dies,

@@ -31,6 +31,8 @@ class InvalidInput(OmniMindError, ValueError):
         # vector memory and agents
         "bad_value", "bad_id", "bad_filter", "unknown_collection", "conflict", "payload_too_large",
         "unknown_agent",
+        # any task: arguments that do not fit its signature (workers.time_limits.check_arguments)
+        "arguments",
     )
 
     def __init__(self, reason: str, detail: str = "") -> None:

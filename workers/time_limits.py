@@ -14,6 +14,12 @@ serving. A single long C call is interrupted only when it returns (see
 ``omnimind.deadlines``). Under prefork the step does nothing: Celery's own
 limits apply there, hard kill included.
 
+Arguments are checked here too, once for every task: a call whose arguments do
+not fit the task function's signature (an unknown keyword, one positional too
+many, a required one missing) raises ``InvalidInput("arguments", ...)`` before
+the body runs, so it is counted as bad input like any other
+(``omnimind_bad_inputs_total``), not a bare ``TypeError``.
+
 >>> from omnimind.app import settings
 >>> from tasks.inference import predict
 >>> isinstance(predict, TimeLimitedTask)
@@ -23,12 +29,14 @@ True
 """
 from __future__ import annotations
 
+import inspect
 import logging
 
 from celery import Task, bootsteps
 from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 
 from omnimind.deadlines import DeadlineWatchdog, disarm_surely, shared_watchdog
+from omnimind.errors import InvalidInput
 from omnimind.observability import metrics
 
 logger = logging.getLogger(__name__)
@@ -49,9 +57,19 @@ def task_limits(task: Task) -> tuple[float | None, float | None]:
 
 
 class TimeLimitedTask(Task):
-    """Celery's Task, with its time limits enforced in solo and threads pools."""
+    """Celery's Task, with its time limits enforced in solo and threads pools, and
+    its arguments checked against the task function's signature.
+
+    >>> from tasks.inference import predict
+    >>> try:
+    ...     predict(inputs=[0.0] * 16, colour="red")
+    ... except InvalidInput as exc:
+    ...     exc.reason
+    'arguments'
+    """
 
     def __call__(self, *args, **kwargs):
+        check_arguments(self, args, kwargs)
         watchdog = _watchdog
         if watchdog is None:
             return super().__call__(*args, **kwargs)
@@ -65,6 +83,18 @@ class TimeLimitedTask(Task):
             return super().__call__(*args, **kwargs)
         finally:
             disarm_surely(watchdog, ticket, (SoftTimeLimitExceeded, TimeLimitExceeded))
+
+
+def check_arguments(task: Task, args: tuple, kwargs: dict) -> None:
+    """Raise ``InvalidInput("arguments", ...)`` unless ``args``/``kwargs`` bind to
+    ``task.run``'s signature (bound tasks: without ``self``)."""
+    signature = task.__dict__.get("_omnimind_signature")
+    if signature is None:  # one inspect per task object, not per call
+        signature = task.__dict__["_omnimind_signature"] = inspect.signature(task.run)
+    try:
+        signature.bind(*args, **kwargs)
+    except TypeError as exc:
+        raise InvalidInput("arguments", f"{task.name}: {exc}") from None
 
 
 def _on_limit(task_name: str, exc: type[BaseException], soft, hard) -> None:

@@ -11,8 +11,7 @@ from omnimind.app import app, settings
 from omnimind.errors import InvalidInput
 from omnimind.learning import InvalidFeedback
 from omnimind.redis_client import redis_client
-from omnimind.scaling.coordinator import FENCE_HEADER, SLOT_HEADER
-from omnimind.scaling.dispatch import DispatchGuard
+from omnimind.scaling.dispatch import AUTH_HEADER, FENCE_HEADER, SLOT_HEADER, DispatchGuard
 from omnimind.validation import as_array, as_examples
 from workers.context import node_id
 from workers import retraining
@@ -68,17 +67,20 @@ def retrain(self, window: int | None = None) -> dict:
     ``val_loss <= 1.05 x current_loss`` (see :mod:`workers.retraining`).
 
     Sent every ``OMNIMIND_RETRAIN_INTERVAL`` seconds by the Raft leader, fenced:
-    a dispatch from a deposed leader, or a slot that already ran, does nothing.
-    The publication carries the dispatch's fence, so the model store also
-    refuses a stale leader.
+    a dispatch from a deposed leader, or a slot that already ran, does nothing,
+    and so does one whose headers are malformed or not signed with the Raft
+    secret (``omnimind.scaling.dispatch``). The publication carries the
+    dispatch's fence, so the model store also refuses a stale leader.
     """
     client = redis_client(settings.redis_url)
-    verdict = DispatchGuard(client).accept(
-        self.request.get(FENCE_HEADER), self.request.get(SLOT_HEADER), self.request.id
+    request = self.request
+    verdict = DispatchGuard(client, settings.raft_secret).accept(
+        request.get(FENCE_HEADER), request.get(SLOT_HEADER), request.id, request.get(AUTH_HEADER)
     )
     base = {"slot": verdict.slot, "fence": list(verdict.fence) if verdict.fence else None, "node_id": node_id()}
     if not verdict.accepted:
-        logger.warning("Refusing retrain dispatch %s slot %s: %s", verdict.entry, verdict.slot, verdict.outcome)
+        logger.warning("Refusing retrain dispatch %s slot %s: %s%s", verdict.entry, verdict.slot, verdict.outcome,
+                       f" ({verdict.detail})" if verdict.detail else "")
         return {**base, "outcome": verdict.outcome}
     outcome = retraining.retrain(
         settings, client, _serving_runtime(), current_learner(), fence=verdict.fence, window=window,

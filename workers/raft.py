@@ -245,7 +245,7 @@ class CoordinatorMember:
             propose(self._genesis())
         scheduler = FencedScheduler(
             self.app, propose=propose, state_machine=self.schedule_state, before_send=self._before_send,
-            max_interval=1.0,
+            secret=self.config.secret, max_interval=1.0,
         )
         try:
             scheduler.resend_unsent()

@@ -5,7 +5,9 @@ intervals and crontab, ``celery.beat.Scheduler``); this module decides *whether*
 this member may send it. Before a due entry is sent, the leader commits
 ``(entry, slot)`` to the Raft log, so every member knows which slots exist; the
 task carries the fencing token ``(term, index)`` of that log entry and its slot
-in its headers. After sending, the leader commits a ``sent`` marker. A new
+in its headers, signed with the Raft secret (``omnimind.scaling.dispatch.sign_dispatch``:
+an HMAC over entry, slot and fence), so that no other sender can fence off the
+real leader or claim a slot. After sending, the leader commits a ``sent`` marker. A new
 leader re-sends (with its own, newer token) a slot that was committed but never
 marked sent, so a crash between commit and send skips nothing; consumers drop a
 slot they already ran (``omnimind.scaling.dispatch``), so nothing runs twice.
@@ -40,12 +42,13 @@ from typing import Any, Callable
 
 from celery.beat import Scheduler
 
+from omnimind.scaling.dispatch import AUTH_HEADER, FENCE_HEADER, SLOT_HEADER, sign_dispatch
 from omnimind.scaling.raft import LogEntry, StateMachine
 
 logger = logging.getLogger(__name__)
 
-FENCE_HEADER = "omnimind_fence"
-SLOT_HEADER = "omnimind_slot"
+__all__ = ["AUTH_HEADER", "FENCE_HEADER", "SLOT_HEADER", "FencedScheduler", "NotCoordinator", "ScheduleStateMachine",
+           "stream_id_after"]
 
 
 class ScheduleStateMachine(StateMachine):
@@ -140,7 +143,8 @@ class FencedScheduler(Scheduler):
 
     ``propose(command) -> LogEntry`` blocks until the command is committed and
     applied locally (raising if this member is not, or no longer, the leader).
-    ``before_send(entry_name, slot)`` runs between commit and send.
+    ``before_send(entry_name, slot)`` runs between commit and send. ``secret``
+    (the Raft secret) signs every dispatch's fence and slot headers.
     """
 
     def __init__(
@@ -149,11 +153,16 @@ class FencedScheduler(Scheduler):
         propose: Callable[[dict], LogEntry],
         state_machine: ScheduleStateMachine,
         before_send: Callable[[str, int], None] | None = None,
+        *,
+        secret: str,
         **kwargs,
     ):
+        if not secret:
+            raise ValueError("FencedScheduler needs the Raft secret to sign its dispatches")
         self.propose = propose
         self.state_machine = state_machine
         self.before_send = before_send
+        self._secret = secret
         super().__init__(app, **kwargs)
 
     def setup_schedule(self) -> None:
@@ -211,7 +220,11 @@ class FencedScheduler(Scheduler):
         fenced = copy.copy(entry)
         fenced.options = {
             **entry.options,
-            "headers": {FENCE_HEADER: [fence_term, committed.index], SLOT_HEADER: [entry.name, slot]},
+            "headers": {
+                FENCE_HEADER: [fence_term, committed.index],
+                SLOT_HEADER: [entry.name, slot],
+                AUTH_HEADER: sign_dispatch(self._secret, entry.name, slot, (fence_term, committed.index)),
+            },
         }
         self.apply_async(fenced, producer=producer or self.producer, advance=False)
         logger.info("Coordinator sent %s slot %d with fence %d:%d", entry.name, slot, fence_term, committed.index)

@@ -72,9 +72,13 @@ def test_leader_sigkill_failover_keeps_every_slot_once(raft_farm, redis_client):
 
 def test_paused_leader_dispatch_is_fenced_off(raft_farm, redis_client, tmp_path):
     # The failpoint makes the leader that reaches slot 3 SIGSTOP itself between
-    # committing the slot and sending it, the window the fence exists for.
-    marker = tmp_path / "paused.json"
+    # committing the slot and sending it, the window the fence exists for. Its
+    # marker's folder appears only once all three members answer pings: until then
+    # the leader cannot write the marker, fails that send and retries it (slot 3 is
+    # committed, not sent), so a member still starting up is never the one stopped.
+    marker = tmp_path / "gate" / "paused.json"
     workers = {m: raft_farm(m, OMNIMIND_RAFT_FAILPOINT_PAUSE_BEFORE_SEND=f"3@{marker}") for m in ("n1", "n2", "n3")}
+    marker.parent.mkdir()
     wait_until(lambda: marker.exists() and marker.stat().st_size > 0, timeout=30, message="a leader paused at slot 3")
     paused_at = json.loads(marker.read_text())
     old, old_term = paused_at["member_id"], paused_at["term"]
@@ -213,3 +217,41 @@ def test_member_with_a_wrong_secret_refuses_to_start(raft_farm, redis_client, tm
     # The group is unharmed: it has a leader (on a loaded machine it may be re-electing
     # at the very moment the refused member exits, so wait for one).
     wait_until(lambda: leader(redis_client, workers), timeout=30, message="a leader after the refusal")
+
+
+def test_forged_fence_is_refused_and_the_schedule_carries_on(start_worker, redis_client, tmp_path, celery_app):
+    """The issue's attack: one retrain with the fence [term+1000000, 1] on the next slot.
+    Unsigned, signed with another key, or with a malformed slot header, it is refused
+    before the fence check, and the real leader's next slots are accepted."""
+    from omnimind.scaling.dispatch import AUTH_HEADER, FENCE_HEADER, SLOT_HEADER, sign_dispatch
+    from tests.helpers import metric_value, scrape
+
+    metrics_port = free_port()
+    worker = start_worker(
+        "raft-solo", queues="training", pool="solo", concurrency=1, OMNIMIND_RAFT_ID="n1",
+        OMNIMIND_RAFT_PEERS=f"n1=127.0.0.1:{free_port()}", OMNIMIND_RAFT_SECRET=SECRET,
+        OMNIMIND_DATA_DIR=tmp_path / "n1", OMNIMIND_RETRAIN_INTERVAL="1", OMNIMIND_METRICS_PORT=metrics_port,
+    )
+    wait_until(lambda: len(accepted_slots(redis_client)) >= 2, timeout=30, message="2 dispatches")
+    fence_before = redis_client.hgetall(keys.schedule_fence("retrain"))
+    term, next_slot = int(fence_before[b"term"]), max(accepted_slots(redis_client)) + 1
+    huge = [term + 1_000_000, 1]
+    attacks = {
+        "forged": {FENCE_HEADER: huge, SLOT_HEADER: ["retrain", next_slot],
+                   AUTH_HEADER: sign_dispatch("not-the-raft-secret-at-all", "retrain", next_slot, huge)},
+        "unsigned": {FENCE_HEADER: huge, SLOT_HEADER: ["retrain", next_slot]},
+        "malformed": {FENCE_HEADER: huge, SLOT_HEADER: ["retrain"], AUTH_HEADER: "0" * 64},  # was an IndexError
+    }
+    for outcome, headers in attacks.items():
+        result = celery_app.send_task("tasks.training.retrain", headers=headers).get(timeout=30)
+        assert result["outcome"] == outcome, result
+    # No fence moved: the real leader's term is still the newest, and it goes on.
+    assert int(redis_client.hget(keys.schedule_fence("retrain"), "term")) < term + 1_000_000
+    wait_until(lambda: max(accepted_slots(redis_client)) >= next_slot + 2, timeout=30,
+               message="the real schedule to carry on past the forged slot")
+    assert_consecutive(accepted_slots(redis_client))
+    out = worker.output()
+    assert not [line for line in out.splitlines() if "Refusing retrain dispatch" in line and "stale" in line]
+    text = scrape(metrics_port)
+    for reason in attacks:
+        assert metric_value(text, "omnimind_dispatch_refusals_total", reason=reason) == 1

@@ -12,14 +12,18 @@ from celery import Celery
 from celery.schedules import crontab
 
 from omnimind.scaling.coordinator import (
+    AUTH_HEADER,
     FENCE_HEADER,
     SLOT_HEADER,
     FencedScheduler,
     NotCoordinator,
     ScheduleStateMachine,
 )
+from omnimind.scaling.dispatch import authenticate
 from omnimind.scaling.raft import LogEntry
 from tests.helpers import wait_until
+
+SECRET = "test-secret-0123456789abcdef"
 
 
 class CommitLog:
@@ -62,7 +66,7 @@ def schedulers():
     built = []
 
     def build(app, **kwargs):
-        built.append(FencedScheduler(app, **kwargs))
+        built.append(FencedScheduler(app, secret=SECRET, **kwargs))
         return built[-1]
 
     yield build
@@ -71,7 +75,8 @@ def schedulers():
 
 
 def sent_messages(app, expect: int):
-    """The task messages on the app's queue (headers only), waiting for ``expect``."""
+    """The task messages on the app's queue (headers only), waiting for ``expect``;
+    every one must carry a valid signature of its fence and slot."""
     out = []
     with app.connection_for_read() as conn:
         queue = conn.SimpleQueue(app.queue_name)
@@ -80,7 +85,10 @@ def sent_messages(app, expect: int):
                 message = queue.get(timeout=0.2 if len(out) >= expect else 5)
             except queue.Empty:
                 break
-            out.append((message.headers["task"], message.headers.get(FENCE_HEADER), message.headers.get(SLOT_HEADER)))
+            headers = message.headers
+            out.append((headers["task"], headers.get(FENCE_HEADER), headers.get(SLOT_HEADER)))
+            verdict = authenticate(SECRET, *(headers.get(h) for h in (FENCE_HEADER, SLOT_HEADER, AUTH_HEADER)))
+            assert verdict.outcome == "authentic", (out[-1], verdict)
             message.ack()
         queue.close()
     return out
@@ -183,3 +191,11 @@ def test_a_rebuilt_cluster_fences_above_the_old_one_and_continues_its_slots(make
     scheduler = schedulers(app, propose=log.propose, state_machine=machine)
     assert scheduler.dispatch_early("retrain", "1700000000000-0", min_gap=0) is True
     assert sent_messages(app, 1) == [("jobs.retrain", [10, 3], ["retrain", 42])]
+
+
+def test_a_scheduler_without_the_raft_secret_refuses_to_start(make_app):
+    app = make_app({"retrain": {"task": "jobs.retrain", "schedule": 3600}})
+    machine = ScheduleStateMachine()
+    for secret in ("", None):
+        with pytest.raises(ValueError, match="Raft secret"):
+            FencedScheduler(app, propose=CommitLog(machine, term=1).propose, state_machine=machine, secret=secret)

@@ -11,7 +11,8 @@ from omnimind.app import app, settings
 from omnimind.errors import InvalidInput
 from omnimind.learning import InvalidFeedback
 from omnimind.redis_client import redis_client
-from omnimind.scaling.dispatch import AUTH_HEADER, FENCE_HEADER, SLOT_HEADER, DispatchGuard
+from omnimind.scaling.dispatch import DispatchGuard
+from omnimind.fence import AUTH_HEADER, FENCE_HEADER, SLOT_HEADER
 from omnimind.validation import as_array, as_examples
 from workers.context import node_id
 from workers import retraining
@@ -69,7 +70,7 @@ def retrain(self, window: int | None = None) -> dict:
     Sent every ``OMNIMIND_RETRAIN_INTERVAL`` seconds by the Raft leader, fenced:
     a dispatch from a deposed leader, or a slot that already ran, does nothing,
     and so does one whose headers are malformed or not signed with the Raft
-    secret (``omnimind.scaling.dispatch``). The publication carries the
+    secret (``omnimind.fence``, ``omnimind.scaling.dispatch``). The publication carries the
     dispatch's fence, so the model store also refuses a stale leader.
     """
     client = redis_client(settings.redis_url)

@@ -8,7 +8,7 @@ candidate validated against a champion that is no longer active.
 
 A learner publishes under a fence of its own only when its worker is the
 Raft leader: :func:`leader_fence` commits a barrier entry (so the leadership
-is current, not remembered) and returns its ``(fence_base + term, index)``.
+is current, not remembered) and returns its fence (``omnimind.fence.fence_at``).
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from typing import Any, Mapping
 import torch
 
 from omnimind.models.errors import StaleFence, Superseded
-from omnimind.models.fencing import Fence
+from omnimind.fence import Fence
 from omnimind.models.metadata import PublishedVersion
 from omnimind.models.store import ModelStore
 from omnimind.observability import metrics

@@ -25,7 +25,7 @@ from celery import bootsteps
 
 from omnimind import keys
 from omnimind.app import settings
-from omnimind.models.fencing import Fence, newest_fence_term
+from omnimind.fence import Fence, fence_at, newest_fence_term
 from omnimind.redis_client import redis_client
 from omnimind.scaling.coordinator import FencedScheduler, NotCoordinator, ScheduleStateMachine
 from omnimind.scaling.replicator import StateReplicator, wrap
@@ -208,7 +208,7 @@ class CoordinatorMember:
         except Exception as exc:  # not (or no longer) the leader, or no quorum in time
             logger.info("No publication fence: %r", exc)
             return None
-        return Fence(self.schedule_state.fence_base + committed.term, committed.index)
+        return fence_at(self.schedule_state.fence_base, committed.term, committed.index)
 
     # -- coordinator (its own thread) ---------------------------------------------------------------
     def _coordinate(self, stop: threading.Event) -> None:

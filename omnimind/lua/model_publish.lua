@@ -1,6 +1,6 @@
 -- Publish one model version: fence check, version number, rename of the staged upload into
 -- place, metadata, pointer move, receipt, retention and notice, atomically (omnimind.models.store).
--- The model store prepends omnimind.models.fencing.FENCE_LUA (fence_check) to this file.
+-- The model store prepends the fence rules (fence.lua, fence_check) to this file.
 -- KEYS: fence, seq, active, meta, staging, receipt
 -- ARGV: term, index, meta JSON (without version/parent/created_at), parent ("" = the active one),
 --       keep, name, sha256, channel, blob key prefix, receipt TTL,

@@ -1,6 +1,6 @@
 -- Point a model's active version at a retained version that the caller has verified
--- (omnimind.models.store.ModelStore.rollback). The store prepends
--- omnimind.models.fencing.FENCE_LUA (fence_check) to this file.
+-- (omnimind.models.store.ModelStore.rollback). The store prepends the fence rules
+-- (fence.lua, fence_check) to this file.
 -- KEYS: fence, active, meta, blob of the target
 -- ARGV: term, index, version, name, channel, verified sha256, verified size (bytes)
 -- The caller fetched the blob, checked its SHA-256 and decoded (and maybe loaded) it; the

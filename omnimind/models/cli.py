@@ -33,7 +33,7 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-from omnimind.models.fencing import Fence
+from omnimind.fence import Fence
 
 __all__ = ["add_model_commands"]
 

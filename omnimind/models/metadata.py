@@ -11,7 +11,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping
 
-from omnimind.models.fencing import Fence
+from omnimind.fence import Fence
 
 __all__ = ["PublishedVersion", "ServedVersion", "UpdateNotice", "metadata_json"]
 

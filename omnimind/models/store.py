@@ -10,7 +10,7 @@ Layout (names in :mod:`omnimind.keys`), per model ``name``:
 * ``model_meta`` — HASH version -> JSON metadata, and ``model_blob`` — one
   STRING of safetensors bytes per version; written and deleted together, for the
   ``keep_versions`` newest versions (never deleting the active one).
-* ``model_fence`` — the newest fencing token seen (see :mod:`.fencing`).
+* ``model_fence`` — the newest fencing token seen (see :mod:`omnimind.fence`).
 * ``model_staging`` / ``model_receipt`` — short-lived (TTL) keys of one publish:
   the uploaded bytes before the script renames them into place, and the version
   the publish committed, so that redis-py resending the pipeline after a dropped
@@ -32,10 +32,11 @@ script, as a ``SET`` of a staging key with a TTL that the script RENAMEs into
 place (O(1)) or deletes when it refuses the fence; passing the bytes as a
 script argument instead costs two extra copies inside Redis (about 2x the
 publish latency at 50 MB on the dev box). A publisher that dies between the two leaves
-only a staging key that expires. The fence rule is :data:`.fencing.FENCE_LUA`,
-shared with :class:`.fencing.FenceGuard`. ``fence=None`` is accepted only while
-the store has never been fenced (single-node setups without Raft); afterwards
-pass a token — the CLI passes the newest one seen unless ``--fence`` is given.
+only a staging key that expires. The fence rule is ``fence_check`` of
+:data:`omnimind.fence.FENCE_LUA`, the rules every fenced script starts with.
+``fence=None`` is accepted only while the store has never been fenced (single-node
+setups without Raft); afterwards pass a token — the CLI passes the newest one seen
+unless ``--fence`` is given.
 
 The scripts derive per-version blob key names from a prefix (not all keys are
 declared), so the store needs one Redis (a primary), not Redis Cluster.
@@ -52,8 +53,8 @@ import torch
 from torch import nn
 
 from omnimind import keys, lua
+from omnimind.fence import FENCE_LUA, Fence, fence_args, read_fence
 from omnimind.models.errors import CorruptModel, ModelStoreError, StaleFence, Superseded, UnknownVersion
-from omnimind.models.fencing import FENCE_LUA, Fence, fence_args, read_fence
 from omnimind.models.metadata import PublishedVersion, ServedVersion, UpdateNotice, metadata_json
 from omnimind.models.serialization import decode_state_dict, encode_state_dict, load_into, sha256_hex
 from omnimind.observability import metrics

@@ -5,7 +5,7 @@ intervals and crontab, ``celery.beat.Scheduler``); this module decides *whether*
 this member may send it. Before a due entry is sent, the leader commits
 ``(entry, slot)`` to the Raft log, so every member knows which slots exist; the
 task carries the fencing token ``(term, index)`` of that log entry and its slot
-in its headers, signed with the Raft secret (``omnimind.scaling.dispatch.sign_dispatch``:
+in its headers, signed with the Raft secret (``omnimind.fence.sign_dispatch``:
 an HMAC over entry, slot and fence), so that no other sender can fence off the
 real leader or claim a slot. After sending, the leader commits a ``sent`` marker. A new
 leader re-sends (with its own, newer token) a slot that was committed but never
@@ -15,7 +15,7 @@ slot they already ran (``omnimind.scaling.dispatch``), so nothing runs twice.
 Fences and slots outlive the Raft cluster: they are checked in Redis. So the
 first leader of a new log commits a ``genesis`` entry carrying what Redis has
 seen — the newest fence term and the last accepted slot of each entry — and
-every fence is ``(fence_base + term, index)``. A cluster rebuilt from empty
+every fence is ``omnimind.fence.fence_at(fence_base, term, index)``. A cluster rebuilt from empty
 data directories then dispatches above the old cluster's fences and continues
 its slot numbers instead of being refused as stale or duplicate.
 
@@ -42,13 +42,12 @@ from typing import Any, Callable
 
 from celery.beat import Scheduler
 
-from omnimind.scaling.dispatch import AUTH_HEADER, FENCE_HEADER, SLOT_HEADER, sign_dispatch
+from omnimind.fence import AUTH_HEADER, FENCE_HEADER, SLOT_HEADER, fence_at, sign_dispatch
 from omnimind.scaling.raft import LogEntry, StateMachine
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["AUTH_HEADER", "FENCE_HEADER", "SLOT_HEADER", "FencedScheduler", "NotCoordinator", "ScheduleStateMachine",
-           "stream_id_after"]
+__all__ = ["FencedScheduler", "NotCoordinator", "ScheduleStateMachine", "stream_id_after"]
 
 
 class ScheduleStateMachine(StateMachine):
@@ -64,7 +63,8 @@ class ScheduleStateMachine(StateMachine):
 
     @property
     def fence_base(self) -> int | None:
-        """Added to the Raft term in every fence; None until the genesis entry is applied."""
+        """Added to the Raft term in every fence (``omnimind.fence.fence_at``); None until
+        the genesis entry is applied."""
         return self._fence_base
 
     @property
@@ -216,16 +216,16 @@ class FencedScheduler(Scheduler):
             raise NotCoordinator(f"slot {slot} of {entry.name!r} was not committed by this leader")
         if self.before_send is not None:
             self.before_send(entry.name, slot)
-        fence_term = (self.state_machine.fence_base or 0) + committed.term
+        fence = fence_at(self.state_machine.fence_base or 0, committed.term, committed.index)
         fenced = copy.copy(entry)
         fenced.options = {
             **entry.options,
             "headers": {
-                FENCE_HEADER: [fence_term, committed.index],
+                FENCE_HEADER: [fence.term, fence.index],
                 SLOT_HEADER: [entry.name, slot],
-                AUTH_HEADER: sign_dispatch(self._secret, entry.name, slot, (fence_term, committed.index)),
+                AUTH_HEADER: sign_dispatch(self._secret, entry.name, slot, fence),
             },
         }
         self.apply_async(fenced, producer=producer or self.producer, advance=False)
-        logger.info("Coordinator sent %s slot %d with fence %d:%d", entry.name, slot, fence_term, committed.index)
+        logger.info("Coordinator sent %s slot %d with fence %s", entry.name, slot, fence)
         self.propose({"op": "sent", "entry": entry.name, "slot": slot})

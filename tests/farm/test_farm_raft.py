@@ -223,7 +223,7 @@ def test_forged_fence_is_refused_and_the_schedule_carries_on(start_worker, redis
     """The issue's attack: one retrain with the fence [term+1000000, 1] on the next slot.
     Unsigned, signed with another key, or with a malformed slot header, it is refused
     before the fence check, and the real leader's next slots are accepted."""
-    from omnimind.scaling.dispatch import AUTH_HEADER, FENCE_HEADER, SLOT_HEADER, sign_dispatch
+    from omnimind.fence import AUTH_HEADER, FENCE_HEADER, SLOT_HEADER, sign_dispatch
     from tests.helpers import metric_value, scrape
 
     metrics_port = free_port()

@@ -13,7 +13,7 @@ from omnimind import keys
 from omnimind.config import Settings
 from omnimind.models.cli import add_model_commands
 from omnimind.models.factory import build_model
-from omnimind.models.fencing import Fence
+from omnimind.fence import Fence
 from omnimind.models.store import ModelStore
 
 

@@ -7,7 +7,7 @@ import redis
 import torch
 
 from omnimind.models.errors import StaleFence, UnknownVersion
-from omnimind.models.fencing import Fence
+from omnimind.fence import Fence
 from omnimind.models.store import ModelStore
 
 ROUNDS = 150

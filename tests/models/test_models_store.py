@@ -14,7 +14,7 @@ from omnimind import keys
 from omnimind.config import Settings
 from omnimind.models.errors import CorruptModel, IncompatibleWeights, StaleFence, UnknownVersion
 from omnimind.models.factory import build_model
-from omnimind.models.fencing import Fence
+from omnimind.fence import Fence
 from omnimind.models.serialization import encode_state_dict, load_into, sha256_hex
 from omnimind.models.store import ModelStore
 

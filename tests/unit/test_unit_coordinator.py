@@ -11,15 +11,8 @@ import pytest
 from celery import Celery
 from celery.schedules import crontab
 
-from omnimind.scaling.coordinator import (
-    AUTH_HEADER,
-    FENCE_HEADER,
-    SLOT_HEADER,
-    FencedScheduler,
-    NotCoordinator,
-    ScheduleStateMachine,
-)
-from omnimind.scaling.dispatch import authenticate
+from omnimind.fence import AUTH_HEADER, FENCE_HEADER, SLOT_HEADER, authenticate
+from omnimind.scaling.coordinator import FencedScheduler, NotCoordinator, ScheduleStateMachine
 from omnimind.scaling.raft import LogEntry
 from tests.helpers import wait_until
 

@@ -3,7 +3,8 @@ import pytest
 from prometheus_client import REGISTRY
 
 from omnimind import keys
-from omnimind.scaling.dispatch import DispatchGuard, sign_dispatch
+from omnimind.fence import sign_dispatch
+from omnimind.scaling.dispatch import DispatchGuard
 
 SECRET = "test-secret-0123456789abcdef"
 

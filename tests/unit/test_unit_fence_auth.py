@@ -6,8 +6,7 @@ import random
 
 import pytest
 
-from omnimind.models.fencing import Fence
-from omnimind.scaling.dispatch import Verdict, authenticate, parse_headers, sign_dispatch
+from omnimind.fence import Fence, Verdict, authenticate, parse_headers, sign_dispatch
 
 SECRET = "test-secret-0123456789abcdef"
 

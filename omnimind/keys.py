@@ -205,3 +205,37 @@ def model_served(name: str) -> str:
     'omnimind:model:default:served'
     """
     return f"{PREFIX}:model:{name}:served"
+
+
+#: ZSET holder -> last stamp (Redis server time) of every worker incarnation that takes
+#: messages from a Redis broker (``omnimind.redelivery``). Lives in the *broker's* Redis.
+BROKER_HOLDERS = f"{PREFIX}:broker:holders"
+
+
+def broker_held(holder: str) -> str:
+    """SET of the delivery tags a worker incarnation holds unacked, written in the same
+    pipeline as kombu's own ``unacked`` entry (in the broker's Redis).
+
+    >>> broker_held("inference@host/3f2a")
+    'omnimind:broker:held:inference@host/3f2a'
+    """
+    return f"{PREFIX}:broker:held:{holder}"
+
+
+def broker_restore_lease(holder: str) -> str:
+    """STRING with a TTL: the one worker restoring a dead holder's messages.
+
+    >>> broker_restore_lease("inference@host/3f2a")
+    'omnimind:broker:restoring:inference@host/3f2a'
+    """
+    return f"{PREFIX}:broker:restoring:{holder}"
+
+
+def broker_doorbell(queue: str) -> str:
+    """LIST of wake-up tokens, one pushed with each message sent to ``queue`` (capped): idle
+    workers block on it, then take the message itself atomically (``omnimind.redelivery``).
+
+    >>> broker_doorbell("inference")
+    'omnimind:broker:doorbell:inference'
+    """
+    return f"{PREFIX}:broker:doorbell:{queue}"

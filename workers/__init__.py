@@ -27,6 +27,7 @@ def install(app) -> None:
     for step in (
         "workers.observability:MetricsServerStep",
         "workers.bootsteps:RegistryStep",
+        "workers.redelivery:RedeliveryStep",  # a no-op unless the broker is Redis
         "workers.bootsteps:ModelWarmupStep",
         "workers.memory:MemoryLockStep",  # embedded vector memory: one process
         "workers.bootsteps:LearnerStep",

@@ -144,6 +144,12 @@ model_fallbacks = Counter(
     "Times a worker refused the active model version and served the newest older one that loads (last known good)",
 )
 
+# --- redelivery on a Redis broker (omnimind.redelivery) -------------------------
+broker_redelivered = Counter(
+    "omnimind_broker_redelivered_total",
+    "Messages of a dead worker put back on their queue by a surviving one (Redis broker), before the visibility timeout",
+)
+
 
 def _exported_name(metric) -> str:
     # prometheus-client stores counters without their "_total" suffix.

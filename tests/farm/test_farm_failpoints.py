@@ -42,7 +42,7 @@ def test_killed_between_result_and_ack_the_task_is_redelivered(start_worker, cel
     worker.stop()
 
     # The same worker, restarted without the failpoint: the unacked message comes
-    # back after the visibility timeout (8 s in tests) and runs again.
+    # back at once (the new incarnation restores what the old one held) and runs again.
     restarted = start_worker("fp", pool="solo", concurrency=1)
 
     def ran_again():

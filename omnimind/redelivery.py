@@ -1,0 +1,326 @@
+"""Redelivery of a dead worker's messages on a Redis broker, in seconds, not at
+the visibility timeout.
+
+kombu's Redis transport emulates acks: a message a worker takes moves into the
+``unacked`` hash, and only a sweep for entries older than the visibility
+timeout (an hour by default) puts it back. Nothing there says *which* worker
+holds a message, so a dead worker's messages wait the whole hour.
+
+:class:`Transport` is kombu's Redis transport whose QoS also records the
+*holder* of each unacked message: ``keys.broker_held(holder)`` gets the
+delivery tag in the same pipeline as kombu's own unacked write, and loses it
+in the same pipeline as the ack, so the record costs no round trip. A holder is
+one worker incarnation (``<node id>/<random>``), so a worker restarted under the
+same name is a new holder. Each holder stamps ``keys.BROKER_HOLDERS`` with the
+Redis server's clock every heartbeat (:meth:`Redelivery.beat`).
+
+:meth:`Redelivery.sweep`, run by every worker every heartbeat, finds holders
+that are dead: silent for ``dead_after`` seconds, or replaced by a newer
+incarnation of the same node. One sweeper at a time takes a holder's lease
+(``SET NX PX``), puts each of its messages back on its queue with kombu's own
+``restore_by_tag`` (a WATCH/MULTI transaction: a message acked or restored
+meanwhile is skipped, so a restore is idempotent), then forgets the holder.
+
+kombu pops a message (BRPOP) and writes it to ``unacked`` in two steps, and a
+worker killed between the two lost that message. :class:`Channel` takes a
+message with one script instead, which pops it and records it as held at once.
+
+>>> holder = new_holder("inference@gpu-1")
+>>> node_of(holder)
+'inference@gpu-1'
+>>> node_of(new_holder("inference@gpu-1")) == node_of(holder) and new_holder("a") != new_holder("a")
+True
+"""
+from __future__ import annotations
+
+import logging
+import uuid
+from contextlib import contextmanager
+from queue import Empty
+from time import monotonic, time
+
+from kombu.transport import redis as kombu_redis
+from kombu.utils.encoding import bytes_to_str
+from kombu.utils.json import dumps, loads
+
+from omnimind import keys
+from omnimind.lua import source
+from omnimind.observability import metrics
+
+logger = logging.getLogger(__name__)
+
+#: Where Celery finds this transport (``broker_transport``) for ``redis://`` URLs.
+TRANSPORT_PATH = "omnimind.redelivery:Transport"
+#: A sweeper holds a dead holder's lease this long (ms) at most, should it die mid-restore.
+LEASE_MS = 30_000
+
+_holder: str | None = None
+
+
+def new_holder(node_id: str) -> str:
+    """A fresh holder id for one incarnation of the worker ``node_id``."""
+    return f"{node_id}/{uuid.uuid4().hex[:12]}"
+
+
+def node_of(holder: str) -> str:
+    return holder.rpartition("/")[0]
+
+
+def set_holder(holder: str | None) -> None:
+    """Make this process record the messages it takes as held by ``holder``
+    (a worker's main process, before its consumer starts; None: stop)."""
+    global _holder
+    _holder = holder
+
+
+def current_holder() -> str | None:
+    return _holder
+
+
+class HolderQoS(kombu_redis.QoS):
+    """kombu's Redis ack emulation, plus the holder's set of delivery tags.
+
+    A task that finishes after its channel was closed (the broker went away and
+    came back meanwhile) still acks: kombu's own QoS would raise AttributeError
+    there (no pool, no connection) and stop the worker as an "Unrecoverable
+    error"; this one acks through a client of its own, made like the channel's.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        pool = self.channel.pool  # the channel is open now: remember how it connects
+        self._pool_args = (pool.connection_class, dict(pool.connection_kwargs))
+        self._late_client = None
+
+    def _channel_closed(self) -> bool:
+        channel = self.channel
+        return channel._pool is None and getattr(channel.connection, "client", None) is None
+
+    def _client_after_close(self):
+        if self._late_client is None:
+            import redis
+
+            connection_class, kwargs = self._pool_args
+            self._late_client = redis.Redis(connection_pool=redis.ConnectionPool(
+                connection_class=connection_class, **kwargs))
+        return self._late_client
+
+    @contextmanager
+    def pipe_or_acquire(self, pipe=None, client=None):
+        if pipe is None and client is None and self._channel_closed():
+            client = self._client_after_close()
+        with super().pipe_or_acquire(pipe, client) as acquired:
+            yield acquired
+
+    def restore_by_tag(self, tag, client=None, leftmost=False):
+        if client is None and self._channel_closed():
+            client = self._client_after_close()
+        return super().restore_by_tag(tag, client=client, leftmost=leftmost)
+
+    def append(self, message, delivery_tag):
+        holder = _holder
+        if holder is None:  # a client process: plain kombu
+            return super().append(message, delivery_tag)
+        if delivery_tag is not None and delivery_tag == self.channel._taken_tag:
+            # The take script recorded it already (and atomically with the pop).
+            return kombu_redis.virtual.QoS.append(self, message, delivery_tag)
+        delivery = message.delivery_info
+        raw = dumps([message._raw, delivery["exchange"], delivery["routing_key"]])
+        with self.pipe_or_acquire() as pipe:
+            pipe.zadd(self.unacked_index_key, {delivery_tag: time()}).hset(
+                self.unacked_key, delivery_tag, raw
+            ).sadd(keys.broker_held(holder), delivery_tag).execute()
+            # kombu's in-memory bookkeeping, skipping the Redis QoS's own write above.
+            kombu_redis.virtual.QoS.append(self, message, delivery_tag)
+
+    def _remove_from_indices(self, delivery_tag, pipe=None):
+        pipe = super()._remove_from_indices(delivery_tag, pipe)
+        holder = _holder
+        return pipe.srem(keys.broker_held(holder), delivery_tag) if holder else pipe
+
+
+class Channel(kombu_redis.Channel):
+    """kombu's Redis channel, taking messages with ``broker_take.lua`` instead of BRPOP.
+
+    kombu's BRPOP removes a message from its queue, and only the reply's reader
+    writes it to ``unacked``: a worker killed in between loses it. Here a worker
+    (a process with a holder) sends the take script on kombu's BRPOP connection:
+    it pops and records in one step. Only when every queue is empty does the
+    worker block, on the queues' doorbells (``keys.broker_doorbell``, rung by
+    this transport's ``_put``), or for ``brpop_timeout`` (1 s) at most, which
+    also catches messages sent by a producer that rings no doorbell.
+    """
+
+    QoS = HolderQoS
+    #: At most this many tokens wait on a doorbell (a farm with no worker for a while).
+    doorbell_max = 1024
+    _take_next = True  # the next command: a take (else: wait on the doorbells)
+    _waiting = False  # the outstanding command is the doorbell wait
+    _taken_tag = None  # recorded by the take script: the QoS need not write it again
+
+    def _put(self, queue, message, **kwargs):
+        bell = keys.broker_doorbell(queue)
+        batch = kwargs.get("_publish_batch")
+        if batch is not None:
+            super()._put(queue, message, **kwargs)
+            batch.add("lpush", bell, 1)
+            batch.add("ltrim", bell, 0, self.doorbell_max - 1)
+            return
+        expiring = bool(self._expires and queue in self._expires)
+        if expiring:
+            super()._put(queue, message, **kwargs)
+        with self.conn_or_acquire() as client:
+            pipe = client.pipeline(transaction=False)
+            if not expiring:  # the message and its doorbell in one round trip
+                pipe.lpush(self._q_for_pri(queue, self._get_message_priority(message, reverse=False)), dumps(message))
+            pipe.lpush(bell, 1).ltrim(bell, 0, self.doorbell_max - 1).execute()
+
+    def _brpop_start(self, timeout=None):
+        holder = _holder
+        if holder is None or self.global_keyprefix:
+            self._waiting = None  # kombu's own BRPOP
+            return super()._brpop_start(timeout)
+        queues = self._queue_cycle.consume(len(self.active_queues))
+        if not queues:
+            return
+        self._in_poll = self.client.connection
+        self._brpop_sent_at = monotonic()
+        if self._take_next:
+            lists = [self._q_for_pri(queue, pri) for pri in self.priority_steps for queue in queues]
+            names = [*lists, self.unacked_key, self.unacked_index_key, keys.broker_held(holder)]
+            self._waiting = False
+            self.client.connection.send_command("EVAL", source("broker_take"), len(names), *names, time())
+        else:
+            timeout = self.brpop_timeout if timeout is None else timeout
+            self._waiting = True
+            self.client.connection.send_command("BRPOP", *map(keys.broker_doorbell, queues), timeout or 0)
+
+    def _brpop_read(self, **options):
+        if self._waiting is None:
+            return super()._brpop_read(**options)
+        try:
+            command = "BRPOP" if self._waiting else "EVAL"
+            try:
+                reply = self.client.parse_response(self.client.connection, command, **options)
+            except self.connection_errors:
+                self.client.connection.disconnect()  # the next round reconnects
+                raise
+            if self._waiting or not reply:
+                # A doorbell or the timeout: take next. Nothing to take: wait next.
+                self._take_next = bool(self._waiting)
+                raise Empty()
+            dest, item = reply
+            dest = bytes_to_str(dest).rsplit(self.sep, 1)[0]
+            self._queue_cycle.rotate(dest)
+            message = loads(bytes_to_str(item))
+            self._taken_tag = message.get("properties", {}).get("delivery_tag")
+            try:
+                self.connection._deliver(message, dest)
+            finally:
+                self._taken_tag = None
+            return True
+        finally:
+            self._in_poll = None
+            self._flush_brpop_reauth()
+
+
+class Transport(kombu_redis.Transport):
+    """``redis://`` with holder records (see the module docstring)."""
+
+    Channel = Channel
+
+
+def transport_for(broker_url: str) -> str | None:
+    """The ``broker_transport`` setting for a broker URL: this module's transport
+    for Redis, None (kombu's choice) for anything else.
+
+    >>> transport_for("redis://127.0.0.1:6379/0"), transport_for("amqp://guest@rabbit//")
+    ('omnimind.redelivery:Transport', None)
+    """
+    scheme = broker_url.partition("://")[0].lower()
+    return TRANSPORT_PATH if scheme in ("redis", "rediss") else None
+
+
+class Redelivery:
+    """One worker's part in redelivery: stamp its own holder, and restore the
+    messages of dead holders.
+
+    ``channel`` is a channel of :class:`Transport` on the broker (its ``client``
+    is the broker's Redis); ``dead_after`` is how long a holder may stay silent:
+    by default just past the registry's UNREACHABLE (three missed heartbeats).
+
+    >>> Redelivery.dead_after_for(heartbeat_interval=2.0)
+    7.0
+    """
+
+    def __init__(self, channel, holder: str, dead_after: float) -> None:
+        self.channel = channel
+        self.holder = holder
+        self.dead_after = dead_after
+        client = channel.client
+        self._beat = client.register_script(source("broker_holder_beat"))
+        self._dead = client.register_script(source("broker_dead_holders"))
+        self._restored = 0
+
+    @staticmethod
+    def dead_after_for(heartbeat_interval: float) -> float:
+        return 3 * heartbeat_interval + 1.0
+
+    @property
+    def restored(self) -> int:
+        """Messages this worker put back on their queues so far."""
+        return self._restored
+
+    def beat(self) -> bool:
+        """Stamp this holder alive (Redis server time); False if it was unknown
+        (just started, or swept as dead while it was stalled)."""
+        return bool(self._beat(keys=[keys.BROKER_HOLDERS], args=[self.holder]))
+
+    def dead_holders(self) -> list[str]:
+        """Holders silent for ``dead_after`` s, and older incarnations of this node."""
+        raw = self._dead(keys=[keys.BROKER_HOLDERS], args=[self.dead_after])
+        dead = {_text(h) for h in raw}
+        prefix = node_of(self.holder) + "/"
+        dead.update(
+            h for h in map(_text, self.channel.client.zrange(keys.BROKER_HOLDERS, 0, -1))
+            if h.startswith(prefix)
+        )
+        dead.discard(self.holder)
+        return sorted(dead)
+
+    def sweep(self) -> int:
+        """Restore the messages of every dead holder; returns how many were restored."""
+        total = 0
+        for holder in self.dead_holders():
+            total += self.restore(holder)
+        return total
+
+    def restore(self, holder: str) -> int:
+        """Put ``holder``'s unacked messages back on their queues, once: under a
+        lease, each through kombu's transactional ``restore_by_tag``."""
+        client = self.channel.client
+        lease = keys.broker_restore_lease(holder)
+        if not client.set(lease, self.holder, nx=True, px=LEASE_MS):
+            return 0  # another worker is on it
+        try:
+            held = keys.broker_held(holder)
+            tags = [_text(t) for t in client.smembers(held)]
+            restored = 0
+            qos = self.channel.qos
+            for tag in tags:
+                if client.hexists(qos.unacked_key, tag):
+                    qos.restore_by_tag(tag, client=client, leftmost=False)
+                    restored += 1
+            pipe = client.pipeline()
+            pipe.delete(held).zrem(keys.BROKER_HOLDERS, holder).execute()
+        finally:
+            client.delete(lease)
+        if restored:
+            metrics.broker_redelivered.inc(restored)
+            logger.warning("Redelivered %d message(s) held by %s, which is gone", restored, holder)
+        self._restored += restored
+        return restored
+
+
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else value

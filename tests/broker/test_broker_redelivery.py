@@ -1,0 +1,167 @@
+"""omnimind.redelivery against a real redis-server, without workers: the holder
+records kombu's unacked writes carry, and the sweep that gives a dead holder's
+messages back exactly once."""
+import threading
+
+import pytest
+from kombu import Connection, Exchange, Queue
+
+from omnimind import keys
+from omnimind.redelivery import TRANSPORT_PATH, Redelivery, set_holder
+from tests.helpers import wait_until
+
+QUEUE = Queue("rq", Exchange("rq", type="direct"), routing_key="rq")
+
+
+@pytest.fixture
+def broker(redis_server, redis_client):
+    connections = []
+
+    def connect():
+        conn = Connection(redis_server.url, transport=TRANSPORT_PATH)
+        connections.append(conn)
+        return conn
+
+    yield connect
+    set_holder(None)
+    for conn in connections:
+        conn.release()
+
+
+def publish(conn, count):
+    producer = conn.Producer()
+    for i in range(count):
+        producer.publish({"n": i}, exchange=QUEUE.exchange, routing_key="rq", declare=[QUEUE], serializer="json")
+
+
+def take(conn, holder, count):
+    """``count`` messages taken (not acked) by ``holder``, as a worker's consumer would."""
+    set_holder(holder)
+    try:
+        channel = conn.channel()
+        QUEUE(channel).declare()
+        return channel, [channel.basic_get("rq", no_ack=False) for _ in range(count)]
+    finally:
+        set_holder(None)
+
+
+def held(redis_client, holder):
+    return {t.decode() for t in redis_client.smembers(keys.broker_held(holder))}
+
+
+def waiting(redis_client):
+    return redis_client.llen("rq")
+
+
+def test_held_tags_follow_kombus_unacked_entries(broker, redis_client):
+    conn = broker()
+    publish(conn, 3)
+    channel, messages = take(conn, "w@h/aaa", 2)
+    tags = {m.delivery_tag for m in messages}
+    assert held(redis_client, "w@h/aaa") == tags == {t.decode() for t in redis_client.hkeys("unacked")}
+    set_holder("w@h/aaa")
+    channel.basic_ack(messages[0].delivery_tag)
+    assert held(redis_client, "w@h/aaa") == {messages[1].delivery_tag}
+    assert waiting(redis_client) == 1
+
+
+def test_a_replaced_incarnation_is_restored_once_even_by_two_sweepers(broker, redis_client):
+    conn = broker()
+    publish(conn, 3)
+    _, messages = take(conn, "w@h/old", 2)
+    Redelivery(broker().default_channel, "w@h/old", dead_after=60).beat()
+    assert waiting(redis_client) == 1
+    # Two sweepers at once: the new incarnation of w@h and another worker.
+    sweepers = [Redelivery(broker().default_channel, holder, dead_after=60) for holder in ("w@h/new", "x@h/1")]
+    assert sweepers[0].dead_holders() == ["w@h/old"]  # replaced under the same node name
+    assert sweepers[1].dead_holders() == []  # stamped a moment ago: not dead to anyone else
+    barrier = threading.Barrier(2)
+
+    def restore(sweeper):
+        barrier.wait()
+        sweeper.restore("w@h/old")
+
+    threads = [threading.Thread(target=restore, args=(s,)) for s in sweepers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(s.restored for s in sweepers) == 2
+    assert waiting(redis_client) == 3 and redis_client.hlen("unacked") == 0
+    assert not redis_client.exists(keys.broker_held("w@h/old"))
+    assert redis_client.zscore(keys.BROKER_HOLDERS, "w@h/old") is None
+    # Again: nothing left to give back.
+    assert sweepers[0].sweep() == 0 and waiting(redis_client) == 3
+    # The restored messages are marked redelivered, as kombu marks its own restores.
+    channel = broker().channel()
+    bodies = [channel.basic_get("rq", no_ack=True) for _ in range(3)]
+    assert sorted(m.payload["n"] for m in bodies) == [0, 1, 2]
+    assert sum(bool(m.delivery_info.get("redelivered")) for m in bodies) == 2
+
+
+def test_a_silent_holder_is_dead_after_dead_after_and_acked_messages_stay_acked(broker, redis_client):
+    conn = broker()
+    publish(conn, 2)
+    channel, messages = take(conn, "w@h/quiet", 2)
+    Redelivery(broker().default_channel, "w@h/quiet", dead_after=60).beat()
+    set_holder("w@h/quiet")
+    channel.basic_ack(messages[0].delivery_tag)  # done before it died
+    set_holder(None)
+    sweeper = Redelivery(broker().default_channel, "y@h/1", dead_after=0.3)
+    assert sweeper.dead_holders() == []
+    wait_until(lambda: sweeper.dead_holders() == ["w@h/quiet"], timeout=5, message="the holder to be dead")
+    assert sweeper.sweep() == 1
+    assert waiting(redis_client) == 1
+    assert channel.basic_get("rq", no_ack=True).payload == {"n": 1}
+
+
+def consume_one(conn, holder, deadline_s=5.0):
+    """One message through a consumer of ``holder``, the way a worker takes it (not acked)."""
+    got = []
+    set_holder(holder)
+    try:
+        with conn.Consumer(QUEUE, callbacks=[lambda body, message: got.append(message)], accept=["json"]):
+            wait_until(lambda: _drain(conn) or got, timeout=deadline_s, message="a message")
+    finally:
+        set_holder(None)
+    return got[0]
+
+
+def _drain(conn):
+    try:
+        conn.drain_events(timeout=0.2)
+    except TimeoutError:
+        pass
+    return False
+
+
+def test_a_consumer_takes_and_records_in_one_step_woken_by_the_doorbell(broker, redis_client):
+    publish(broker(), 1)
+    assert redis_client.llen(keys.broker_doorbell("rq")) == 1  # rung with the message
+    message = consume_one(broker(), "w@h/take")
+    assert held(redis_client, "w@h/take") == {message.delivery_tag}
+    assert {t.decode() for t in redis_client.hkeys("unacked")} == {message.delivery_tag}
+    assert waiting(redis_client) == 0 and message.payload == {"n": 0}
+
+
+def test_a_producer_without_doorbells_is_served_too(broker, redis_server, redis_client):
+    with Connection(redis_server.url) as plain:  # kombu's own transport: no doorbell
+        publish(plain, 1)
+    assert redis_client.llen(keys.broker_doorbell("rq")) == 0
+    message = consume_one(broker(), "w@h/plain", deadline_s=10)
+    assert held(redis_client, "w@h/plain") == {message.delivery_tag}
+
+
+def test_an_ack_after_the_channel_closed_still_lands(broker, redis_client):
+    # A task that outlives its channel (Redis went away and came back meanwhile): kombu's
+    # QoS raised AttributeError here, which Celery reports as "Unrecoverable error".
+    conn = broker()
+    publish(conn, 1)
+    channel, (message,) = take(conn, "w@h/late", 1)
+    qos = channel.qos
+    channel.close()
+    conn.release()
+    channel._disconnect_pools()  # what the worker's channel is left with: no pool, no connection
+    set_holder("w@h/late")
+    qos.ack(message.delivery_tag)
+    assert held(redis_client, "w@h/late") == set() and redis_client.hlen("unacked") == 0

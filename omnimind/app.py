@@ -23,15 +23,40 @@ from __future__ import annotations
 from celery import Celery
 from kombu import Exchange, Queue
 
-from omnimind.config import QUEUES, Settings
+from omnimind.config import QUEUES, Settings, is_amqp_url
+from omnimind.reconnect import backend_always_retry, backend_retry_policy, broker_max_retries, broker_options
+from omnimind.redelivery import transport_for
 
 settings = Settings.from_env()
 
+
+def capability_queues(broker_url: str) -> list[Queue]:
+    """The capability queues, each bound to a direct exchange of its own name.
+
+    On RabbitMQ they are quorum queues (replicated, durable; Celery then turns off
+    global QoS by itself, ``worker_detect_quorum_queues``). ``worker_direct``'s
+    ``.dq2`` queues, pidbox and event queues stay classic: Celery declares those.
+    A client must declare them alike (RabbitMQ refuses a queue re-declared with
+    another type), so every app talking to the farm builds them here.
+
+    >>> [q.queue_arguments for q in capability_queues("amqp://guest@rabbit//")][0]
+    {'x-queue-type': 'quorum'}
+    >>> {q.queue_arguments for q in capability_queues("redis://127.0.0.1:6379/0")}
+    {None}
+    """
+    arguments = {"x-queue-type": "quorum"} if is_amqp_url(broker_url) else None
+    return [Queue(name, Exchange(name, type="direct"), routing_key=name, queue_arguments=arguments) for name in QUEUES]
+
+
 # TimeLimitedTask: soft/hard limits enforced in solo and threads pools too.
-app = Celery("omnimind", task_cls="workers.time_limits:TimeLimitedTask", include=[f"tasks.{queue}" for queue in ("inference", "training", "memory", "agents")])
+# omnimind.reconnect:AMQP: connections that retry at most OMNIMIND_RECONNECT_INTERVAL apart.
+app = Celery("omnimind", task_cls="workers.time_limits:TimeLimitedTask", amqp="omnimind.reconnect:AMQP", include=[f"tasks.{queue}" for queue in ("inference", "training", "memory", "agents")])
 
 app.conf.update(
     broker_url=settings.broker_url,
+    # redis://: kombu's transport plus a record of which worker holds each unacked
+    # message, so a dead worker's messages come back in seconds (omnimind.redelivery).
+    broker_transport=transport_for(settings.broker_url),
     result_backend=settings.result_backend,
     # Only JSON crosses the broker: a pickled message is refused by the worker.
     task_serializer="json",
@@ -40,7 +65,11 @@ app.conf.update(
     result_accept_content=["json"],
     # One exchange and routing key per capability (see above); worker_direct's
     # per-worker queues keep Celery's own exchange (C.dq2, routing key = node name).
-    task_queues=[Queue(name, Exchange(name, type="direct"), routing_key=name) for name in QUEUES],
+    # Quorum queues on RabbitMQ (capability_queues). No task is sent with an ETA or
+    # countdown: with quorum queues and direct exchanges a worker would hold it unacked,
+    # its prefetch slot taken, until it is due (Celery's native delayed delivery needs
+    # topic exchanges).
+    task_queues=capability_queues(settings.broker_url),
     task_default_queue="inference",
     task_default_exchange="inference",
     task_default_routing_key="inference",
@@ -53,14 +82,22 @@ app.conf.update(
     worker_prefetch_multiplier=1,
     worker_cancel_long_running_tasks_on_connection_loss=True,
     broker_connection_retry_on_startup=True,
+    # A lost broker is tried again at once, then every OMNIMIND_RECONNECT_INTERVAL (0.5 s)
+    # at most, for about as long in all as Celery's defaults (omnimind.reconnect).
+    broker_connection_max_retries=broker_max_retries(settings.reconnect_interval),
     broker_transport_options={
+        **broker_options(settings.reconnect_interval),
         "visibility_timeout": settings.visibility_timeout,
         # kombu sweeps for messages of dead workers every interval*throttle seconds
         # (100 s by default); make the interval the only knob.
         "unacked_restore_interval": settings.restore_interval,
         "unacked_restore_throttle": 1,
     },
-    result_backend_transport_options={"visibility_timeout": settings.visibility_timeout},
+    result_backend_transport_options={
+        "visibility_timeout": settings.visibility_timeout,
+        "retry_policy": backend_retry_policy(settings.reconnect_interval),
+    },
+    **backend_always_retry(settings.reconnect_interval),
     result_expires=settings.result_expires,
     result_extended=False,
     worker_send_task_events=settings.task_events,

@@ -8,6 +8,14 @@ test fixture all configure OmniMind the same way.
 ('redis://10.0.0.5:6379/0', 'redis://10.0.0.5:6379/0')
 >>> s.limits["inference"].hard < s.visibility_timeout
 True
+
+On a RabbitMQ broker OmniMind's own keys (and, by default, the results) live in
+the Redis named by ``OMNIMIND_REDIS_URL``, which must then be set:
+
+>>> s = Settings.from_env({"OMNIMIND_BROKER_URL": "amqp://guest:guest@rabbit:5672//",
+...                        "OMNIMIND_REDIS_URL": "redis://10.0.0.5:6379/2"})
+>>> s.broker_is_amqp, s.result_backend
+(True, 'redis://10.0.0.5:6379/2')
 """
 from __future__ import annotations
 
@@ -27,6 +35,10 @@ DRIFT_METHODS = ("cusum", "adwin", "page_hinkley", "kswin")
 LOG_FORMATS = ("console", "json")
 
 DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/0"
+#: URL schemes of a RabbitMQ (AMQP 0-9-1) broker, as kombu names them.
+AMQP_SCHEMES = ("amqp", "amqps", "pyamqp", "librabbitmq")
+#: URL schemes ``redis.Redis.from_url`` accepts: OmniMind's own keys need one.
+REDIS_SCHEMES = ("redis", "rediss", "unix")
 DEFAULT_MODEL_FACTORY = "omnimind.models.factory:default_mlp"
 
 
@@ -63,6 +75,9 @@ class Settings:
     device: str = "auto"
     max_batch_size: int = 1024
     heartbeat_interval: float = 2.0
+    #: Longest wait (s) between two attempts to reach the broker or Redis again after losing
+    #: it: the worker's consumer, the result backend, OmniMind's clients (omnimind.reconnect).
+    reconnect_interval: float = 0.5
     #: Load factor at or above which a node reports DEGRADED.
     degraded_load: float = 0.9
     #: Seconds before an unacknowledged message is redelivered. Must exceed every hard limit.
@@ -115,9 +130,14 @@ class Settings:
     model_keep_versions: int = 10
     task_events: bool = True
     metrics_port: int = 0
+    #: Interface the workers' /metrics servers bind ("0.0.0.0": every interface, for a
+    #: Prometheus on another host; ``omnimind up`` binds its farm's to 127.0.0.1).
+    metrics_address: str = "0.0.0.0"
     data_dir: str = ".omnimind"
     flower_user: str = "admin"
     flower_password: str = ""
+    #: A file holding the Flower password (``omnimind flower``; ``omnimind up`` makes one).
+    flower_password_file: str = ""
     #: Qdrant server URL for vector memory; empty: embedded local mode under ``qdrant_path``.
     qdrant_url: str = ""
     qdrant_api_key: str = ""
@@ -133,6 +153,11 @@ class Settings:
     metrics_dir: str = ""
     #: Worker log lines: "console" (human-readable) or "json" (one object per line).
     log_format: str = "console"
+
+    @property
+    def broker_is_amqp(self) -> bool:
+        """Whether the broker is RabbitMQ (AMQP): quorum queues, no Redis broker lists."""
+        return is_amqp_url(self.broker_url)
 
     @property
     def memory_path(self) -> str:
@@ -153,7 +178,8 @@ class Settings:
             limits[queue] = TimeLimit(soft=soft, hard=hard)
         settings = cls(
             broker_url=broker,
-            result_backend=get.str("RESULT_BACKEND", broker),
+            # A Redis broker keeps the results too; with RabbitMQ they go to OmniMind's Redis.
+            result_backend=get.str("RESULT_BACKEND", broker if _scheme(broker) in REDIS_SCHEMES else get.str("REDIS_URL", broker)),
             redis_url=get.str("REDIS_URL", broker),
             node_id=get.str("NODE_ID", "") or None,
             extra_capabilities=tuple(c for c in get.str("CAPABILITIES", "").split(",") if c.strip()),
@@ -163,6 +189,7 @@ class Settings:
             device=get.str("DEVICE", "auto"),
             max_batch_size=get.int("MAX_BATCH_SIZE", 1024, minimum=1),
             heartbeat_interval=get.float("HEARTBEAT_INTERVAL", 2.0, minimum=0.05),
+            reconnect_interval=get.float("RECONNECT_INTERVAL", 0.5, minimum=0.01),
             degraded_load=get.float("DEGRADED_LOAD", 0.9, minimum=0.0),
             visibility_timeout=get.float("VISIBILITY_TIMEOUT", 3600.0, minimum=1.0),
             restore_interval=get.float("RESTORE_INTERVAL", 10.0, minimum=0.1),
@@ -192,9 +219,11 @@ class Settings:
             model_keep_versions=get.int("MODEL_KEEP_VERSIONS", 10, minimum=1),
             task_events=get.bool("TASK_EVENTS", True),
             metrics_port=get.int("METRICS_PORT", 0, minimum=0),
+            metrics_address=get.str("METRICS_ADDRESS", "0.0.0.0"),
             data_dir=get.str("DATA_DIR", ".omnimind"),
             flower_user=get.str("FLOWER_USER", "admin"),
             flower_password=get.str("FLOWER_PASSWORD", ""),
+            flower_password_file=get.str("FLOWER_PASSWORD_FILE", ""),
             qdrant_url=get.str("QDRANT_URL", ""),
             qdrant_api_key=get.str("QDRANT_API_KEY", ""),
             qdrant_path=get.str("QDRANT_PATH", ""),
@@ -208,6 +237,12 @@ class Settings:
         return settings
 
     def validate(self) -> None:
+        if _scheme(self.redis_url) not in REDIS_SCHEMES:
+            # The registry, experience, models and fences are Redis keys, whatever the broker.
+            raise ConfigError(
+                f"OMNIMIND_REDIS_URL must be a redis://, rediss:// or unix:// URL, not {_scheme(self.redis_url)}://... "
+                "(it defaults to OMNIMIND_BROKER_URL: with a RabbitMQ broker, set it to the Redis for OmniMind's keys)"
+            )
         longest = max(limit.hard for limit in self.limits.values())
         if self.visibility_timeout <= longest:
             # Otherwise Redis hands a still-running task to a second worker.
@@ -227,6 +262,19 @@ class Settings:
             raise ConfigError(f"OMNIMIND_QDRANT_URL must be an http:// or https:// URL, not {self.qdrant_url!r}")
         if self.log_format not in LOG_FORMATS:
             raise ConfigError(f"OMNIMIND_LOG_FORMAT must be one of {list(LOG_FORMATS)}, not {self.log_format!r}")
+
+
+def _scheme(url: str) -> str:
+    return url.partition("://")[0].lower()
+
+
+def is_amqp_url(url: str) -> bool:
+    """Whether a broker URL names RabbitMQ (the first one of a ``;`` failover list).
+
+    >>> is_amqp_url("amqp://guest@rabbit//"), is_amqp_url("redis://127.0.0.1:6379/0")
+    (True, False)
+    """
+    return _scheme(url) in AMQP_SCHEMES
 
 
 class _Reader:

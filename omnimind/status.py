@@ -1,4 +1,5 @@
-"""``omnimind status``: one screen describing the farm, read from Redis."""
+"""``omnimind status``: one screen describing the farm, read from Redis (and the
+queue depths from the broker, Redis or RabbitMQ)."""
 from __future__ import annotations
 
 import asyncio
@@ -8,10 +9,13 @@ import time
 from dataclasses import dataclass
 
 import redis
+from kombu import Connection
 
 from omnimind import keys
 from omnimind.config import QUEUES, Settings
-from omnimind.scaling.node import NodeInfo
+from omnimind.redis_client import redis_client
+from omnimind.models.metadata import ServedVersion
+from omnimind.scaling.node import NodeInfo, NodeStatus
 from omnimind.scaling.registry import ServiceRegistry
 
 
@@ -30,6 +34,8 @@ class FarmStatus:
     experience_samples: int
     learners: list[dict]
     raft_members: list[dict]
+    #: Who serves which model version (:func:`read_serving`); None: not read.
+    serving: dict | None = None
 
     def as_dict(self) -> dict:
         return {
@@ -50,25 +56,43 @@ class FarmStatus:
             "experience_samples": self.experience_samples,
             "learners": self.learners,
             "raft": self.raft_members,
+            "serving": self.serving,
         }
 
 
 def read_status(settings: Settings, client: redis.Redis | None = None) -> FarmStatus:
     """Registry, queue depths and experience size; ``client`` talks to OmniMind's Redis."""
     client = client if client is not None else redis.Redis.from_url(settings.redis_url)
-    broker = client if settings.broker_url == settings.redis_url else redis.Redis.from_url(settings.broker_url)
+    if settings.broker_url == settings.redis_url:
+        depths = queue_depths(client)
+    else:
+        with BrokerQueueDepths(settings.broker_url) as broker:
+            depths = broker.read()
     nodes = asyncio.run(ServiceRegistry.from_settings(settings, client=client).refresh())
     return FarmStatus(
         sorted(nodes.values(), key=lambda n: n.node_id),
-        queue_depths(broker),
+        depths,
         client.xlen(keys.EXPERIENCE),
         _json_values(client, keys.learner_status_pattern()),
         _json_values(client, keys.raft_member_pattern()),
     )
 
 
-def queue_depths(broker: redis.Redis) -> dict[str, int]:
-    """Messages waiting per capability queue (one round trip)."""
+def queue_depths(broker: redis.Redis | Connection) -> dict[str, int]:
+    """Messages waiting per capability queue (delivered, unacknowledged ones not counted).
+
+    ``broker``: a Redis client on a Redis broker (one round trip over the lists
+    kombu keeps per queue and priority), or a kombu ``Connection`` to any other
+    broker, such as RabbitMQ: a passive ``queue.declare`` per queue, whose message
+    count is what waits. A queue nobody has declared yet holds nothing.
+
+    >>> with Connection("memory://") as conn, conn.SimpleQueue("training") as training:
+    ...     _ = training.clear(), training.put({"samples": 1})
+    ...     queue_depths(conn)
+    {'inference': 0, 'training': 1, 'memory': 0, 'agents': 0}
+    """
+    if not isinstance(broker, redis.Redis):
+        return _declared_depths(broker)
     pipe = broker.pipeline(transaction=False)
     for queue in QUEUES:
         for name in keys.broker_queue_lists(queue):
@@ -76,6 +100,68 @@ def queue_depths(broker: redis.Redis) -> dict[str, int]:
     lengths = pipe.execute()
     steps = len(keys.broker_queue_lists(QUEUES[0]))
     return {queue: sum(lengths[i * steps : (i + 1) * steps]) for i, queue in enumerate(QUEUES)}
+
+
+def _declared_depths(connection: Connection) -> dict[str, int]:
+    depths: dict[str, int] = {}
+    channel = None
+    try:
+        for queue in QUEUES:
+            channel = channel or connection.channel()
+            try:
+                depths[queue] = channel.queue_declare(queue=queue, passive=True).message_count
+            except connection.channel_errors as exc:
+                if str(getattr(exc, "reply_code", "")) != "404":
+                    raise
+                depths[queue] = 0
+                channel = None  # the broker closed it with the error
+    finally:
+        if channel is not None:
+            try:
+                channel.close()
+            except Exception:  # the connection is gone too: the next read reconnects
+                pass
+    return depths
+
+
+class BrokerQueueDepths:
+    """Reads :func:`queue_depths` from the broker at ``url``, again and again: from
+    the process's client of a Redis broker, or on one kombu connection to any other
+    (opened at the first read, and again after a failed one). Close it when done.
+
+    >>> with BrokerQueueDepths("memory://") as broker:
+    ...     broker.read()["inference"]
+    0
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._connection: Connection | None = None
+
+    def read(self) -> dict[str, int]:
+        if self.url.partition("://")[0].lower() in ("redis", "rediss"):
+            return queue_depths(redis_client(self.url))
+        if self._connection is None:
+            self._connection = Connection(self.url, connect_timeout=5)
+        try:
+            return queue_depths(self._connection)
+        except Exception:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            try:
+                connection.release()
+            except Exception:  # already broken
+                pass
+
+    def __enter__(self) -> "BrokerQueueDepths":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def _json_values(client: redis.Redis, pattern: str) -> list[dict]:
@@ -100,6 +186,8 @@ def render(status: FarmStatus, now: float | None = None) -> str:
     lines.append("")
     lines.append("QUEUES  " + "  ".join(f"{q}={d}" for q, d in status.queue_depths.items()))
     lines.append(f"EXPERIENCE  {status.experience_samples} samples")
+    if status.serving:
+        lines.extend(render_serving(status.serving))
     if status.raft_members:
         leaders = [m for m in status.raft_members if m["state"] == "leader"]
         head = max(leaders, key=lambda m: m["term"]) if leaders else None
@@ -115,6 +203,80 @@ def render(status: FarmStatus, now: float | None = None) -> str:
     for learner in status.learners:
         lines.extend(render_learner(learner, now))
     return "\n".join(lines)
+
+
+#: A served-version report older than this is left out: a serving process re-reports every
+#: 10 s when nothing changes (workers.model_sync.REPORT_EVERY_S), so it missed three.
+SERVING_MAX_AGE_S = 30.0
+
+
+def read_serving(client: redis.Redis, nodes: list[NodeInfo], model: str = "default",
+                 now: float | None = None) -> dict:
+    """What each serving process reports serving (``keys.model_served``), and the active version."""
+    raw = client.hgetall(keys.model_served(model))
+    active = client.get(keys.model_active(model))
+    reports = [r for r in (ServedVersion.from_json(v) for v in raw.values()) if r is not None]
+    return model_serving(reports, None if active is None else int(active), nodes, model,
+                         time.time() if now is None else now)
+
+
+def model_serving(reports: list[ServedVersion], active: int | None, nodes: list[NodeInfo], model: str = "default",
+                  now: float = 0.0, max_age: float = SERVING_MAX_AGE_S) -> dict:
+    """The reports of registered, reachable nodes younger than ``max_age``, and whether they disagree.
+
+    >>> node = lambda n: NodeInfo(n, "127.0.0.1", 0, ["inference"])
+    >>> reports = [ServedVersion("a@h", 7, 7, at=99.0), ServedVersion("b@h", 6, 7, refused=7, reason="checksum", at=99.0),
+    ...            ServedVersion("gone@h", 5, 7, at=99.0), ServedVersion("c@h", 4, 7, at=10.0)]
+    >>> serving = model_serving(reports, 7, [node("a@h"), node("b@h"), node("c@h")], now=100.0)
+    >>> serving["versions"], serving["mixed"]
+    ({'6': ['b@h'], '7': ['a@h']}, True)
+    """
+    live = {n.node_id for n in nodes if n.status != NodeStatus.UNREACHABLE}
+    current = sorted((r for r in reports if r.node_id in live and now - r.at <= max_age), key=lambda r: r.node_id)
+    versions: dict[str, list[str]] = {}
+    for report in sorted(current, key=lambda r: r.version):
+        versions.setdefault(str(report.version), []).append(report.node_id)
+    return {
+        "model": model,
+        "active": active,
+        "versions": versions,
+        "mixed": len(versions) > 1,
+        "nodes": [
+            {"node_id": r.node_id, "version": r.version, "active": r.active, "refused": r.refused,
+             "reason": r.reason or None, "fallback": r.fallback, "age_s": round(max(0.0, now - r.at), 1)}
+            for r in current
+        ],
+    }
+
+
+def render_serving(serving: dict) -> list[str]:
+    """The MODEL line: the versions served and by whom; MIXED when serving processes disagree.
+
+    >>> render_serving({"model": "default", "active": 7, "versions": {"7": ["a@h", "b@h"]}, "mixed": False, "nodes": []})
+    ['MODEL default  serving v7 on 2 nodes (active v7)']
+    >>> render_serving({"model": "default", "active": 7, "versions": {"6": ["b@h"], "7": ["a@h"]}, "mixed": True,
+    ...     "nodes": [{"node_id": "b@h", "version": 6, "refused": 7, "reason": "checksum"}]})
+    ['MODEL default  MIXED: v6 on b@h (refused v7: checksum) | v7 on a@h (active v7)']
+    """
+    active = serving.get("active")
+    tail = f" (active v{active})" if active is not None else ""
+    versions = serving.get("versions") or {}
+    head = f"MODEL {serving.get('model', 'default')}  "
+    if not versions:
+        return [head + "no serving process has reported" + tail] if active is not None else []
+    if not serving.get("mixed"):
+        ((version, nodes),) = versions.items()
+        return [head + f"serving v{version} on {len(nodes)} node{'s' if len(nodes) != 1 else ''}" + tail]
+    refusals = {n["node_id"]: n for n in serving.get("nodes", []) if n.get("refused") is not None}
+
+    def who(node_id):
+        refused = refusals.get(node_id)
+        if refused is None:
+            return node_id
+        return f"{node_id} (refused v{refused['refused']}" + (f": {refused['reason']}" if refused.get("reason") else "") + ")"
+
+    groups = [f"v{version} on {', '.join(who(n) for n in nodes)}" for version, nodes in versions.items()]
+    return [head + "MIXED: " + " | ".join(groups) + tail]
 
 
 def render_learner(learner: dict, now: float | None = None) -> list[str]:

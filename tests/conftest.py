@@ -27,9 +27,8 @@ TEST_ENV = {
     "OMNIMIND_RESULT_BACKEND": REDIS_URL,
     "OMNIMIND_REDIS_URL": REDIS_URL,
     "OMNIMIND_HEARTBEAT_INTERVAL": "0.5",
-    # Short limits so that redelivery after a worker dies is quick to observe.
-    "OMNIMIND_VISIBILITY_TIMEOUT": "8",
-    "OMNIMIND_RESTORE_INTERVAL": "1",
+    # Redelivery runs on the defaults (visibility timeout 1 h): a dead worker's messages
+    # come back through omnimind.redelivery, never by waiting the timeout out.
     "OMNIMIND_INFERENCE_TIME_LIMIT": "6",
     "OMNIMIND_TRAINING_TIME_LIMIT": "7",
     "OMNIMIND_MEMORY_TIME_LIMIT": "6",
@@ -140,6 +139,7 @@ def start_worker(redis_client, tmp_path):
 
     started: list[Worker] = []
     registry = ServiceRegistry.from_settings(settings, client=redis_client)
+    clients: dict[str, object] = {}  # broker URL -> client app, for workers on another broker
 
     def start(name: str, queues: str = "inference", pool: str = "threads", concurrency: int = 2, **env) -> Worker:
         worker = Worker(name, queues, pool, concurrency, {k: str(v) for k, v in env.items()}, tmp_path / f"{name}.log")
@@ -152,8 +152,14 @@ def start_worker(redis_client, tmp_path):
 
         wait_until(registered, timeout=60, message=f"worker {name} to register")
         # Registered happens before the consumer starts; a ping through the broker
-        # proves it is consuming.
+        # (the worker's own: OMNIMIND_BROKER_URL may name RabbitMQ) proves it is consuming.
         from omnimind.app import app
+
+        broker = str(env.get("OMNIMIND_BROKER_URL") or app.conf.broker_url)
+        if broker != app.conf.broker_url:
+            if broker not in clients:
+                clients[broker] = client_app(broker)
+            app = clients[broker]
 
         def pong():
             try:
@@ -171,6 +177,8 @@ def start_worker(redis_client, tmp_path):
     yield start
     for worker in started:
         worker.stop()
+    for client in clients.values():
+        client.close()
 
 
 @pytest.fixture
@@ -178,3 +186,75 @@ def celery_app(redis_server):
     from omnimind.app import app
 
     return app
+
+
+#: What a client needs of ``omnimind.app``'s configuration besides the broker.
+CLIENT_SETTINGS = (
+    "result_backend", "result_backend_transport_options", "result_expires", "task_serializer",
+    "result_serializer", "accept_content", "result_accept_content", "task_default_queue",
+    "task_default_exchange", "task_default_routing_key", "task_routes", "task_send_sent_event",
+)
+
+
+def client_app(broker_url: str):
+    """A client-only Celery app configured like ``omnimind.app`` but on ``broker_url``
+    (``omnimind.app`` read this process's environment at import: the test Redis),
+    with the queues declared as a farm on that broker declares them. Close it after use."""
+    from celery import Celery
+
+    from omnimind.app import app, capability_queues
+
+    client = Celery("omnimind-client", set_as_current=False)
+    client.conf.update(
+        {key: app.conf[key] for key in CLIENT_SETTINGS},
+        broker_url=broker_url,
+        task_queues=capability_queues(broker_url),
+    )
+    return client
+
+
+RABBITMQ_HOST, RABBITMQ_PORT = "127.0.0.1", 5672
+
+
+def rabbitmqctl(*args: str) -> str:
+    """Runs ``rabbitmqctl -q ARGS`` (root or the rabbitmq user); its output."""
+    try:
+        done = subprocess.run(["rabbitmqctl", "-q", *args], capture_output=True, text=True, timeout=60)
+    except FileNotFoundError:
+        raise RuntimeError(f"RabbitMQ answers on {RABBITMQ_HOST}:{RABBITMQ_PORT} but rabbitmqctl is not on PATH") from None
+    if done.returncode != 0:
+        raise RuntimeError(f"rabbitmqctl {' '.join(args)} failed ({done.returncode}): {done.stderr or done.stdout}")
+    return done.stdout
+
+
+@pytest.fixture
+def rabbitmq_url():
+    """``amqp://guest:guest@127.0.0.1:5672/<vhost>`` on a vhost of its own, deleted
+    afterwards (with its queues). Skips only when no RabbitMQ answers on 127.0.0.1:5672."""
+    import secrets
+
+    try:
+        socket.create_connection((RABBITMQ_HOST, RABBITMQ_PORT), timeout=2).close()
+    except OSError as exc:
+        pytest.skip(f"no RabbitMQ answers on {RABBITMQ_HOST}:{RABBITMQ_PORT} ({exc}); .ci/run installs and starts one")
+    vhost = f"omnimind-test-{secrets.token_hex(4)}"
+    rabbitmqctl("add_vhost", vhost)
+    try:
+        rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+        yield f"amqp://guest:guest@{RABBITMQ_HOST}:{RABBITMQ_PORT}/{vhost}"
+    finally:
+        rabbitmqctl("delete_vhost", vhost)
+
+
+@pytest.fixture
+def rabbitmq_app(rabbitmq_url, redis_server):
+    """A client app (see :func:`client_app`) on the ``rabbitmq_url`` broker, results in the test Redis."""
+    client = client_app(rabbitmq_url)
+    yield client
+    # Celery subscribes to the members of a group found in a result's children (an
+    # agent's subtasks) and keeps them until fulfilled again: unsubscribe now, while
+    # the test Redis runs, not when the collector finds them after it has stopped.
+    for waiters in [w for mapping in client.backend._pending_results for w in mapping.values()]:
+        for result in list(waiters.values()):
+            client.backend.remove_pending_result(result)
+    client.close()

@@ -17,7 +17,7 @@ from omnimind.scaling.hardware import detect_hardware
 from omnimind.scaling.node import NodeInfo
 from omnimind.scaling.registry import ServiceRegistry
 from omnimind.redis_client import redis_client
-from omnimind.status import queue_depths
+from omnimind.status import BrokerQueueDepths
 from workers import context
 
 logger = logging.getLogger(__name__)
@@ -65,6 +65,8 @@ class RegistryStep(bootsteps.StartStopStep):
 
     def start(self, worker):
         self.registry = ServiceRegistry.from_settings(settings, client=redis_client(settings.redis_url))
+        # The broker's queue depths: its Redis lists, or RabbitMQ's passive declares.
+        self.broker_queues = BrokerQueueDepths(settings.broker_url)
         self.concurrency = max(1, int(worker.concurrency or 1))
         metrics.worker_up.labels(node_id=self.context.node_id).set(1)
         self._register()
@@ -75,6 +77,8 @@ class RegistryStep(bootsteps.StartStopStep):
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=settings.heartbeat_interval + 1)
+        if getattr(self, "broker_queues", None) is not None:
+            self.broker_queues.close()
         metrics.worker_up.labels(node_id=self.context.node_id).set(0)
         try:
             self.registry.store.deregister(self.context.node_id)
@@ -128,7 +132,7 @@ class RegistryStep(bootsteps.StartStopStep):
 
     def _record_cluster_gauges(self) -> None:
         metrics.cluster_nodes_total.set(self.registry.store.client.zcard(keys.NODES))
-        for queue, depth in queue_depths(redis_client(settings.broker_url)).items():
+        for queue, depth in self.broker_queues.read().items():
             metrics.queue_length.labels(queue=queue).set(depth)
 
 

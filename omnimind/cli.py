@@ -1,4 +1,4 @@
-"""The ``omnimind`` command: up, redis, status, submit, model, demo, stream."""
+"""The ``omnimind`` command: up, redis, flower, status, submit, model, demo, stream."""
 from __future__ import annotations
 
 import argparse
@@ -26,6 +26,15 @@ def main(argv: list[str] | None = None) -> int:
     rds = sub.add_parser("redis", help="run an embedded redis-server in the foreground")
     rds.add_argument("--port", type=int, default=None, help="default: $OMNIMIND_REDIS_PORT or 6379")
     rds.set_defaults(func=cmd_redis)
+
+    flower = sub.add_parser(
+        "flower", help="run Flower with basic auth from the environment, not its command line",
+        description="Runs `celery -A omnimind flower ARGS` with FLOWER_BASIC_AUTH set from OMNIMIND_FLOWER_USER and "
+                    "OMNIMIND_FLOWER_PASSWORD (or the file OMNIMIND_FLOWER_PASSWORD_FILE), so that the password "
+                    "never shows in `ps`; refuses to start without one.",
+    )
+    flower.add_argument("flower_args", nargs=argparse.REMAINDER, help="Flower options, e.g. --port=5555")
+    flower.set_defaults(func=cmd_flower)
 
     status = sub.add_parser("status", help="nodes, health, load and queue depths")
     status.add_argument("--json", action="store_true", help="machine-readable output")
@@ -64,7 +73,11 @@ def main(argv: list[str] | None = None) -> int:
     stream.add_argument("--out", default="omnimind-stream.png", help="PNG of the served loss over time")
     stream.set_defaults(func=cmd_stream)
 
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if args.command == "flower":
+        args.flower_args = [*unknown, *args.flower_args]  # Flower's own options pass through
+    elif unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         return args.func(args)
     except OmniMindError as exc:
@@ -92,8 +105,9 @@ def cmd_up(args) -> int:
     print(
         f"omnimind up: broker {env['OMNIMIND_BROKER_URL']}"
         + (" (embedded redis-server)" if embedded else "")
-        + f"\nomnimind up: flower http://127.0.0.1:5555 user {env['OMNIMIND_FLOWER_USER']} "
-        f"password {env['OMNIMIND_FLOWER_PASSWORD']}"
+        + f"\nomnimind up: flower http://127.0.0.1:5555 user {env['OMNIMIND_FLOWER_USER']} password "
+        + (f"in {env['OMNIMIND_FLOWER_PASSWORD_FILE']}" if not env.get("OMNIMIND_FLOWER_PASSWORD")
+           else "from $OMNIMIND_FLOWER_PASSWORD")
         + "".join(
             f"\nomnimind up: metrics of {spec.name} on http://127.0.0.1:{port}/metrics"
             for spec in specs
@@ -126,11 +140,26 @@ def cmd_redis(args) -> int:
     os.execv(cmd[0], cmd)
 
 
+def cmd_flower(args) -> int:
+    from omnimind.farm import flower_basic_auth
+
+    env = dict(os.environ)
+    if env.get("OMNIMIND_FLOWER_PASSWORD") or env.get("OMNIMIND_FLOWER_PASSWORD_FILE") or not env.get("FLOWER_BASIC_AUTH"):
+        env["FLOWER_BASIC_AUTH"] = flower_basic_auth(env)  # the environment is private to us; argv is not
+    env.pop("OMNIMIND_FLOWER_PASSWORD", None)
+    os.execve(sys.executable, [sys.executable, "-m", "celery", "-A", "omnimind", "flower", *args.flower_args], env)
+
+
 def cmd_status(args) -> int:
     from omnimind.config import Settings
-    from omnimind.status import read_status, render
+    import redis
 
-    status = read_status(Settings.from_env())
+    from omnimind.status import read_serving, read_status, render
+
+    settings = Settings.from_env()
+    status = read_status(settings)
+    with redis.Redis.from_url(settings.redis_url) as client:
+        status.serving = read_serving(client, status.nodes)
     print(json.dumps(status.as_dict(), indent=2) if args.json else render(status))
     return 0
 

@@ -2,7 +2,9 @@
 
 The Procfile stays usable by foreman/honcho; ``omnimind up`` adds what those
 lack: an embedded Redis on a free port when no broker URL is configured, a
-generated Flower password when none is set, a Raft secret generated once and
+Flower password generated once into ``<data dir>/flower-password`` (0600) when
+none is set (Flower reads it from its environment, never from its command line:
+``omnimind flower``), workers' /metrics on loopback, a Raft secret generated once and
 kept under the data dir (the training worker is a one-member Raft group, so its
 data dir must stay usable across restarts), a free Raft port, prefixed output,
 and a clean shutdown of every process group on Ctrl-C, Redis last.
@@ -23,7 +25,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Mapping
 
 from omnimind.config import Settings
 from omnimind.embedded_redis import free_port, wait_for_redis
@@ -33,6 +35,8 @@ _LINE = re.compile(r"^([A-Za-z0-9_-]+):\s*(.+)$")
 REDIS_PROCESS = "redis"
 #: The generated Raft secret, under the data dir (mode 0600).
 RAFT_SECRET_FILE = "raft-secret"
+#: The generated Flower password, under the data dir (mode 0600).
+FLOWER_PASSWORD_FILE = "flower-password"
 #: Held (flock) by the running farm.
 LOCK_FILE = "up.lock"
 MIN_RAFT_SECRET_BYTES = 16  # as workers/raft.py requires
@@ -90,8 +94,12 @@ def farm_environment(env: dict[str, str]) -> tuple[dict[str, str], bool]:
         env.setdefault("OMNIMIND_RESULT_BACKEND", url)
         env.setdefault("OMNIMIND_REDIS_URL", url)
     env.setdefault("OMNIMIND_FLOWER_USER", "admin")
-    if not env.get("OMNIMIND_FLOWER_PASSWORD"):
-        env["OMNIMIND_FLOWER_PASSWORD"] = secrets.token_urlsafe(12)
+    if not env.get("OMNIMIND_FLOWER_PASSWORD") and not env.get("OMNIMIND_FLOWER_PASSWORD_FILE"):
+        # A path, not the password: only the Flower process reads it (omnimind flower).
+        path = stored_flower_password(Path(Settings.from_env(env).data_dir))
+        env["OMNIMIND_FLOWER_PASSWORD_FILE"] = str(path.resolve())
+    # A local farm's /metrics answer on loopback only (workers default to every interface).
+    env.setdefault("OMNIMIND_METRICS_ADDRESS", "127.0.0.1")
     if not env.get("OMNIMIND_RAFT_SECRET"):
         env["OMNIMIND_RAFT_SECRET"] = stored_raft_secret(Path(Settings.from_env(env).data_dir))
     if not env.get("OMNIMIND_RAFT_PORT"):
@@ -110,23 +118,63 @@ def stored_raft_secret(data_dir: Path) -> str:
     """The farm's Raft secret: read from ``<data_dir>/raft-secret``, created there
     (0600) on first use, so a restarted farm's members authenticate as before."""
     path = data_dir / RAFT_SECRET_FILE
-    data_dir.mkdir(parents=True, exist_ok=True)
+    secret = _stored_secret(path, secrets.token_hex(16))
+    if len(secret.encode()) < MIN_RAFT_SECRET_BYTES:
+        raise ConfigError(
+            f"{path} holds no Raft secret of {MIN_RAFT_SECRET_BYTES}+ bytes: delete it to have a new one made, "
+            "or set OMNIMIND_RAFT_SECRET"
+        )
+    return secret
+
+
+def stored_flower_password(data_dir: Path) -> Path:
+    """``<data_dir>/flower-password``, holding a password made there (0600) on first use."""
+    path = data_dir / FLOWER_PASSWORD_FILE
+    if not _stored_secret(path, secrets.token_urlsafe(16)):
+        raise ConfigError(f"{path} is empty: delete it to have a new password made, or set OMNIMIND_FLOWER_PASSWORD")
+    return path
+
+
+def _stored_secret(path: Path, new: str) -> str:
+    """The secret in ``path`` (stripped), after writing ``new`` there (0600, fsynced) if it did not exist."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
-        secret = path.read_text().strip()
-        if len(secret.encode()) < MIN_RAFT_SECRET_BYTES:
-            raise ConfigError(
-                f"{path} holds no Raft secret of {MIN_RAFT_SECRET_BYTES}+ bytes: delete it to have a new one made, "
-                "or set OMNIMIND_RAFT_SECRET"
-            ) from None
-        return secret
-    secret = secrets.token_hex(16)
+        return path.read_text().strip()
     with os.fdopen(fd, "w") as out:
-        out.write(secret + "\n")
+        out.write(new + "\n")
         out.flush()
         os.fsync(out.fileno())
-    return secret
+    return new
+
+
+def flower_basic_auth(env: Mapping[str, str]) -> str:
+    """Flower's ``user:password`` from ``OMNIMIND_FLOWER_USER`` (default admin) and
+    ``OMNIMIND_FLOWER_PASSWORD`` or the file ``OMNIMIND_FLOWER_PASSWORD_FILE`` names.
+
+    >>> flower_basic_auth({"OMNIMIND_FLOWER_PASSWORD": "s3cret"})
+    'admin:s3cret'
+    >>> flower_basic_auth({})
+    Traceback (most recent call last):
+    ...
+    omnimind.errors.ConfigError: Flower needs a password: set OMNIMIND_FLOWER_PASSWORD or OMNIMIND_FLOWER_PASSWORD_FILE (`omnimind up` makes one)
+    """
+    user = env.get("OMNIMIND_FLOWER_USER", "").strip() or "admin"
+    password = env.get("OMNIMIND_FLOWER_PASSWORD", "")
+    file = env.get("OMNIMIND_FLOWER_PASSWORD_FILE", "").strip()
+    if not password and file:
+        try:
+            password = Path(file).read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"OMNIMIND_FLOWER_PASSWORD_FILE: cannot read {file}: {exc.strerror}") from None
+    if not password:
+        raise ConfigError("Flower needs a password: set OMNIMIND_FLOWER_PASSWORD or OMNIMIND_FLOWER_PASSWORD_FILE "
+                          "(`omnimind up` makes one)")
+    # Flower splits FLOWER_BASIC_AUTH at commas (several users), and a user at its first colon.
+    if "," in user + password or ":" in user:
+        raise ConfigError("the Flower user may not contain ',' or ':', nor its password ','")
+    return f"{user}:{password}"
 
 
 class Farm:

@@ -36,8 +36,9 @@ from workers import context
 
 logger = logging.getLogger(__name__)
 
-#: Longest wait before retrying after Redis errors.
-MAX_BACKOFF_S = 5.0
+#: Longest wait before retrying after Redis errors (``OMNIMIND_RECONNECT_INTERVAL`` in a worker):
+#: once Redis answers again, the follower is back within this long.
+MAX_BACKOFF_S = 0.5
 #: A refused active version is tried again after this long (a transient refusal such as CUDA
 #: out of memory heals), doubling per refusal up to REFUSED_RETRY_MAX_S.
 REFUSED_RETRY_S = 60.0
@@ -68,10 +69,12 @@ class ModelFollower:
         store: ModelStore,
         poll_interval: float,
         on_swap: Callable[[int, dict], None] | None = None,
+        max_backoff: float = MAX_BACKOFF_S,
     ) -> None:
         self.runtime = runtime
         self.store = store
         self.poll_interval = poll_interval
+        self.max_backoff = max_backoff
         self.on_swap = on_swap
         # The active version refused: (version, reason, retry at (monotonic), refusals so far).
         self._refused: tuple[int, str, float, int] | None = None
@@ -186,11 +189,11 @@ class ModelFollower:
             except (redis.RedisError, OSError) as exc:
                 logger.warning("Model follower lost Redis (%s); retrying in %.1fs", exc, backoff)
                 self._stop.wait(backoff)
-                backoff = min(backoff * 2, MAX_BACKOFF_S)
+                backoff = min(backoff * 2, self.max_backoff)
             except Exception:
                 logger.exception("Model follower error; retrying in %.1fs", backoff)
                 self._stop.wait(backoff)
-                backoff = min(backoff * 2, MAX_BACKOFF_S)
+                backoff = min(backoff * 2, self.max_backoff)
             finally:
                 if pubsub is not None:
                     try:
@@ -213,7 +216,8 @@ def serving_runtime(settings: Settings) -> ModelRuntime:
     with _follower_lock:
         if _follower is None or _follower.runtime is not runtime:  # first use, or a new process after fork
             store = ModelStore(redis_client(settings.redis_url), producer=context.node_id())
-            follower = ModelFollower(runtime, store, settings.model_poll_interval, on_swap=_tell_learner)
+            follower = ModelFollower(runtime, store, settings.model_poll_interval, on_swap=_tell_learner,
+                                     max_backoff=settings.reconnect_interval)
             try:
                 follower.sync()
             except Exception as exc:  # serve what we have; the follower thread catches up

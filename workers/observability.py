@@ -20,7 +20,8 @@ from omnimind.observability import metrics, multiprocess
 logger = logging.getLogger(__name__)
 
 class MetricsServerStep(bootsteps.StartStopStep):
-    """Serves ``/metrics`` on ``--metrics-port`` (or ``OMNIMIND_METRICS_PORT``).
+    """Serves ``/metrics`` on ``--metrics-port`` (or ``OMNIMIND_METRICS_PORT``), bound to
+    ``OMNIMIND_METRICS_ADDRESS`` (default 0.0.0.0, every interface).
 
     When serving, the worker's metrics run in prometheus-client multiprocess
     mode in ``<data_dir>/metrics/<node name>/`` (wiped here, at start), so the
@@ -35,6 +36,7 @@ class MetricsServerStep(bootsteps.StartStopStep):
     def __init__(self, worker, metrics_port=None, raft_id=None, **kwargs):
         super().__init__(worker, **kwargs)
         self.port = settings.metrics_port if metrics_port is None else metrics_port
+        self.address = settings.metrics_address  # OMNIMIND_METRICS_ADDRESS, every interface by default
         self.raft_member = raft_id or settings.raft_id or None  # as workers.raft.RaftStep resolves it
         if not settings.metrics_enabled:
             self.port = 0
@@ -60,8 +62,9 @@ class MetricsServerStep(bootsteps.StartStopStep):
             capabilities=ctx.capabilities if ctx is not None else [],
             raft_member=self.raft_member,
         )
-        self._server, _ = start_http_server(self.port, addr="0.0.0.0", registry=multiprocess.registry(self.path))
-        logger.info("Serving Prometheus metrics on :%d/metrics (multiprocess files in %s)", self.port, self.path)
+        self._server, _ = start_http_server(self.port, addr=self.address, registry=multiprocess.registry(self.path))
+        logger.info("Serving Prometheus metrics on %s:%d/metrics (multiprocess files in %s)", self.address, self.port,
+                    self.path)
 
     def stop(self, worker):
         if self._server is not None:

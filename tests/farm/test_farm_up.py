@@ -22,7 +22,7 @@ import redis
 
 from omnimind import keys
 from omnimind.errors import ConfigError
-from omnimind.farm import RAFT_SECRET_FILE, farm_environment
+from omnimind.farm import FLOWER_PASSWORD_FILE, RAFT_SECRET_FILE, farm_environment
 from tests.helpers import free_port, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -139,7 +139,11 @@ def test_omnimind_up_serves_and_stops_cleanly(tmp_path, omnimind_up):
     up = omnimind_up(tmp_path, user_env())
     up.wait_up()
     text = up.text()
-    user, password = re.search(r"user (\S+) password (\S+)", text).groups()
+    # The password is made once into the data dir and never printed, only where it is.
+    user, password_file = re.search(r"user (\S+) password in (\S+)", text).groups()
+    assert Path(password_file) == (tmp_path / ".omnimind" / FLOWER_PASSWORD_FILE).resolve()
+    assert stat.S_IMODE(Path(password_file).stat().st_mode) == 0o600
+    password = Path(password_file).read_text().strip()
     assert "metrics of inference on http://127.0.0.1:9101/metrics" in text
     up.wait_healthy()
     out = up.cli("submit", "predict", "--inputs", json.dumps([0.5] * 16))
@@ -152,6 +156,12 @@ def test_omnimind_up_serves_and_stops_cleanly(tmp_path, omnimind_up):
     assert http_status("http://127.0.0.1:5555/") == 401
     assert http_status("http://127.0.0.1:5555/", (user, password)) == 200
     assert http_status("http://127.0.0.1:5555/", (user, "wrong")) == 401
+    # No secret on any command line (`ps`): Flower gets its password through its environment.
+    processes = psutil.Process(up.proc.pid).children(recursive=True)
+    assert any("flower" in p.cmdline() for p in processes)
+    for process in processes:
+        assert password not in (Path(f"/proc/{process.pid}/cmdline").read_bytes().decode(errors="replace"))
+    assert password not in up.text()
 
     # With default settings the training worker is the coordinator: a one-member
     # Raft group, led by itself, with a secret that `up` made and never printed.

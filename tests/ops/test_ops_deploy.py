@@ -91,8 +91,8 @@ def test_compose_agents_worker_is_separate(compose):
 def test_compose_flower_requires_auth(compose):
     flower = compose["services"]["flower"]
     cmd = " ".join(flower["command"])
-    assert "celery -A omnimind flower" in cmd
-    assert '--basic-auth="$$OMNIMIND_FLOWER_USER:$$OMNIMIND_FLOWER_PASSWORD"' in cmd
+    # `omnimind flower`: credentials through the environment, none on the command line.
+    assert cmd.startswith("omnimind flower") and "basic-auth" not in cmd and "PASSWORD" not in cmd
     # No default password: compose refuses to start without one.
     assert flower["environment"]["OMNIMIND_FLOWER_PASSWORD"].startswith("${OMNIMIND_FLOWER_PASSWORD:?")
 
@@ -162,7 +162,8 @@ def test_k8s_agents_deployment_exists_apart_from_memory(k8s):
 def test_k8s_flower_uses_secret_credentials(k8s):
     (dep,) = [d for d in k8s if d["kind"] == "Deployment" and d["metadata"]["name"] == "omnimind-flower"]
     (container,) = dep["spec"]["template"]["spec"]["containers"]
-    assert "--basic-auth=" in " ".join(container["args"])
+    command = " ".join(container["command"] + container.get("args", []))
+    assert command.startswith("omnimind flower") and "basic-auth" not in command and "PASSWORD" not in command
     secret_env = {e["name"] for e in container["env"] if "secretKeyRef" in e.get("valueFrom", {})}
     assert secret_env == {"OMNIMIND_FLOWER_USER", "OMNIMIND_FLOWER_PASSWORD"}
 
@@ -223,8 +224,9 @@ def test_metrics_ports_agree_with_the_procfile():
 
 def test_flower_unit_uses_basic_auth():
     exec_start = unit("omnimind-flower.service")["Service"]["ExecStart"]
-    assert "celery -A omnimind flower" in exec_start
-    assert "--basic-auth=${OMNIMIND_FLOWER_USER}:${OMNIMIND_FLOWER_PASSWORD}" in exec_start
+    # `omnimind flower` hands Flower the credentials of omnimind.env through its environment.
+    assert exec_start.startswith("/opt/omnimind/.venv/bin/omnimind flower")
+    assert "basic-auth" not in exec_start and "PASSWORD" not in exec_start
 
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed")

@@ -97,3 +97,69 @@ def test_a_learner_from_another_release_renders():
     assert render_learner({"node_id": "old@host"}, now=NOW) == [
         "LEARNER old@host  samples=? batches=? lr=? drifts=? replay=?"
     ]
+
+
+# --- who serves which model version ------------------------------------------------------
+from omnimind.models.metadata import ServedVersion  # noqa: E402
+from omnimind.scaling.node import NodeInfo, NodeStatus  # noqa: E402
+from omnimind.status import SERVING_MAX_AGE_S, model_serving, render_serving  # noqa: E402
+
+
+def node(node_id, status=NodeStatus.HEALTHY):
+    return NodeInfo(node_id, "127.0.0.1", 0, ["inference"], status=status)
+
+
+def served(node_id, version, active=None, age=1.0, **extra):
+    return ServedVersion(node_id, version, version if active is None else active, at=NOW - age, **extra)
+
+
+def serving_lines(reports, active, nodes):
+    serving = model_serving(reports, active, nodes, now=NOW)
+    return serving, render(FarmStatus([], {}, 0, [], [], serving), now=NOW).splitlines()
+
+
+def test_one_version_everywhere():
+    serving, lines = serving_lines([served("a@h", 3), served("b@h", 3)], 3, [node("a@h"), node("b@h")])
+    assert serving["versions"] == {"3": ["a@h", "b@h"]} and serving["mixed"] is False
+    assert "MODEL default  serving v3 on 2 nodes (active v3)" in lines
+    assert not any("MIXED" in line for line in lines)
+
+
+def test_disagreeing_workers_are_mixed_and_the_refusal_is_named():
+    reports = [served("a@h", 7), served("b@h", 6, active=7, refused=7, reason="checksum"), served("c@h", 7)]
+    serving, lines = serving_lines(reports, 7, [node("a@h"), node("b@h"), node("c@h")])
+    assert serving["mixed"] is True and serving["versions"] == {"6": ["b@h"], "7": ["a@h", "c@h"]}
+    assert "MODEL default  MIXED: v6 on b@h (refused v7: checksum) | v7 on a@h, c@h (active v7)" in lines
+    (b,) = [n for n in serving["nodes"] if n["node_id"] == "b@h"]
+    assert b == {"node_id": "b@h", "version": 6, "active": 7, "refused": 7, "reason": "checksum", "fallback": True,
+                 "age_s": 1.0}
+
+
+def test_reports_of_departed_unreachable_or_silent_nodes_are_ignored():
+    reports = [
+        served("a@h", 5),
+        served("gone@h", 4),  # deregistered: not in the registry
+        served("dead@h", 3),  # three heartbeats missed
+        served("quiet@h", 2, age=SERVING_MAX_AGE_S + 1),  # stopped reporting
+    ]
+    nodes = [node("a@h"), node("dead@h", NodeStatus.UNREACHABLE), node("quiet@h"), node("slow@h", NodeStatus.DEGRADED)]
+    serving, lines = serving_lines(reports + [served("slow@h", 5)], 5, nodes)
+    assert serving["versions"] == {"5": ["a@h", "slow@h"]} and not serving["mixed"]
+    assert [n["node_id"] for n in serving["nodes"]] == ["a@h", "slow@h"]
+
+
+def test_nothing_reported_yet():
+    assert serving_lines([], 2, [node("a@h")])[1][-1] == "MODEL default  no serving process has reported (active v2)"
+    assert not any(line.startswith("MODEL") for line in serving_lines([], None, [])[1])
+    # An older status (no serving read) renders as before and says so in JSON.
+    status = FarmStatus([], {}, 0, [], [])
+    assert not any(line.startswith("MODEL") for line in render(status, now=NOW).splitlines())
+    assert status.as_dict()["serving"] is None
+
+
+def test_serving_is_in_the_json():
+    import json
+
+    serving = model_serving([served("a@h", 1), served("b@h", 2)], 2, [node("a@h"), node("b@h")], now=NOW)
+    out = json.loads(json.dumps(FarmStatus([], {}, 0, [], [], serving).as_dict()))
+    assert out["serving"]["mixed"] is True and out["serving"]["versions"] == {"1": ["a@h"], "2": ["b@h"]}

@@ -74,7 +74,7 @@ def fence(resource: str) -> str:
 
 
 def fence_pattern() -> str:
-    """SCAN pattern matching every fence key (schedule entries, model stores, guards)."""
+    """SCAN pattern matching every fence key (schedule entries, model stores)."""
     return f"{PREFIX}:fence:*"
 
 

@@ -15,7 +15,7 @@ same name is a new holder. Each holder stamps ``keys.BROKER_HOLDERS`` with the
 Redis server's clock every heartbeat (:meth:`Redelivery.beat`).
 
 :meth:`Redelivery.sweep`, run by every worker every heartbeat, finds holders
-that are dead: silent for ``dead_after`` seconds, or replaced by a newer
+that are dead: silent for three heartbeats and a second, or replaced by a newer
 incarnation of the same node. One sweeper at a time takes a holder's lease
 (``SET NX PX``), puts each of its messages back on its queue with kombu's own
 ``restore_by_tag`` (a WATCH/MULTI transaction: a message acked or restored
@@ -246,25 +246,37 @@ class Redelivery:
     messages of dead holders.
 
     ``channel`` is a channel of :class:`Transport` on the broker (its ``client``
-    is the broker's Redis); ``dead_after`` is how long a holder may stay silent:
-    by default just past the registry's UNREACHABLE (three missed heartbeats).
+    is the broker's Redis); ``heartbeat_interval`` is how often :meth:`beat` and
+    :meth:`sweep` run. A holder is dead when silent for ``dead_after`` seconds,
+    just past the registry's UNREACHABLE (three missed heartbeats), or when this
+    holder has run for ``replaced_after`` and the other, of the same node, has not
+    stamped since this one started: a worker restarted under the same name gives
+    back what its last life held within two heartbeats, while a twin started under
+    the same name by mistake, which keeps stamping, is never taken for dead.
 
-    >>> Redelivery.dead_after_for(heartbeat_interval=2.0)
-    7.0
+    >>> r = Redelivery.__new__(Redelivery); r.heartbeat_interval = 2.0
+    >>> r.dead_after, r.replaced_after
+    (7.0, 3.0)
     """
 
-    def __init__(self, channel, holder: str, dead_after: float) -> None:
+    def __init__(self, channel, holder: str, heartbeat_interval: float) -> None:
         self.channel = channel
         self.holder = holder
-        self.dead_after = dead_after
+        self.heartbeat_interval = heartbeat_interval
         client = channel.client
         self._beat = client.register_script(source("broker_holder_beat"))
         self._dead = client.register_script(source("broker_dead_holders"))
         self._restored = 0
+        self._born: float | None = None  # the server time of this holder's first stamp
+        self._now: float | None = None  # ... and of its latest
 
-    @staticmethod
-    def dead_after_for(heartbeat_interval: float) -> float:
-        return 3 * heartbeat_interval + 1.0
+    @property
+    def dead_after(self) -> float:
+        return 3 * self.heartbeat_interval + 1.0
+
+    @property
+    def replaced_after(self) -> float:
+        return 1.5 * self.heartbeat_interval
 
     @property
     def restored(self) -> int:
@@ -274,17 +286,20 @@ class Redelivery:
     def beat(self) -> bool:
         """Stamp this holder alive (Redis server time); False if it was unknown
         (just started, or swept as dead while it was stalled)."""
-        return bool(self._beat(keys=[keys.BROKER_HOLDERS], args=[self.holder]))
+        known, now = self._beat(keys=[keys.BROKER_HOLDERS], args=[self.holder])
+        self._now = float(now)
+        if self._born is None:
+            self._born = self._now
+        return bool(known)
 
     def dead_holders(self) -> list[str]:
-        """Holders silent for ``dead_after`` s, and older incarnations of this node."""
+        """Holders silent for ``dead_after`` s, and replaced older incarnations of this node."""
         raw = self._dead(keys=[keys.BROKER_HOLDERS], args=[self.dead_after])
         dead = {_text(h) for h in raw}
-        prefix = node_of(self.holder) + "/"
-        dead.update(
-            h for h in map(_text, self.channel.client.zrange(keys.BROKER_HOLDERS, 0, -1))
-            if h.startswith(prefix)
-        )
+        if self._born is not None and self._now - self._born >= self.replaced_after:
+            prefix = node_of(self.holder) + "/"
+            stamps = self.channel.client.zrange(keys.BROKER_HOLDERS, 0, -1, withscores=True)
+            dead.update(h for h, stamp in ((_text(h), s) for h, s in stamps) if h.startswith(prefix) and stamp < self._born)
         dead.discard(self.holder)
         return sorted(dead)
 

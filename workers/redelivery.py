@@ -66,12 +66,11 @@ class RedeliveryStep(bootsteps.StartStopStep):
     shutdown = stop
 
     def _loop(self, app) -> None:
-        dead_after = Redelivery.dead_after_for(settings.heartbeat_interval)
         while True:
             try:
                 if self._service is None:
                     self._connection = app.connection_for_write()
-                    self._service = Redelivery(self._connection.default_channel, self.holder, dead_after)
+                    self._service = Redelivery(self._connection.default_channel, self.holder, settings.heartbeat_interval)
                 if not self._service.beat():
                     logger.info("Redelivery: holder %s stamped alive", self.holder)
                 self._service.sweep()

@@ -69,11 +69,22 @@ def test_a_replaced_incarnation_is_restored_once_even_by_two_sweepers(broker, re
     conn = broker()
     publish(conn, 3)
     _, messages = take(conn, "w@h/old", 2)
-    Redelivery(broker().default_channel, "w@h/old", dead_after=60).beat()
+    Redelivery(broker().default_channel, "w@h/old", heartbeat_interval=20).beat()
     assert waiting(redis_client) == 1
     # Two sweepers at once: the new incarnation of w@h and another worker.
-    sweepers = [Redelivery(broker().default_channel, holder, dead_after=60) for holder in ("w@h/new", "x@h/1")]
-    assert sweepers[0].dead_holders() == ["w@h/old"]  # replaced under the same node name
+    sweepers = [Redelivery(broker().default_channel, "w@h/new", heartbeat_interval=0.2),
+                Redelivery(broker().default_channel, "x@h/1", heartbeat_interval=20)]
+    sweepers[0].beat()
+    assert sweepers[0].dead_holders() == []  # too young to judge: a live twin may not have stamped yet
+    twin = Redelivery(broker().default_channel, "w@h/twin", heartbeat_interval=0.2)
+
+    def judged():
+        # Both keep beating, as workers do; the old incarnation stays silent.
+        sweepers[0].beat()
+        twin.beat()  # started after w@h/new, by mistake under the same name, and alive
+        return sweepers[0].dead_holders()
+
+    assert wait_until(lambda: judged() or None, timeout=10, message="a judgement") == ["w@h/old"]
     assert sweepers[1].dead_holders() == []  # stamped a moment ago: not dead to anyone else
     barrier = threading.Barrier(2)
 
@@ -103,11 +114,11 @@ def test_a_silent_holder_is_dead_after_dead_after_and_acked_messages_stay_acked(
     conn = broker()
     publish(conn, 2)
     channel, messages = take(conn, "w@h/quiet", 2)
-    Redelivery(broker().default_channel, "w@h/quiet", dead_after=60).beat()
+    Redelivery(broker().default_channel, "w@h/quiet", heartbeat_interval=20).beat()
     set_holder("w@h/quiet")
     channel.basic_ack(messages[0].delivery_tag)  # done before it died
     set_holder(None)
-    sweeper = Redelivery(broker().default_channel, "y@h/1", dead_after=0.3)
+    sweeper = Redelivery(broker().default_channel, "y@h/1", heartbeat_interval=0.1)
     assert sweeper.dead_holders() == []
     wait_until(lambda: sweeper.dead_holders() == ["w@h/quiet"], timeout=5, message="the holder to be dead")
     assert sweeper.sweep() == 1

@@ -9,7 +9,7 @@ SLOW_INPUT = [999.0] + [0.0] * 15
 #: What a user runs: conftest's faster test heartbeat put back to the default. The
 #: visibility timeout (1 h) and restore interval (10 s) are already the defaults.
 DEFAULTS = {"OMNIMIND_HEARTBEAT_INTERVAL": "2.0"}
-#: Three missed heartbeats plus a second (Redelivery.dead_after_for), one sweep
+#: Three missed heartbeats plus a second (Redelivery.dead_after), one sweep
 #: interval, and slack for a loaded 2-core machine: well under the 1 h timeout.
 REDELIVERED_WITHIN_S = 15.0
 

@@ -104,6 +104,8 @@ def cmd_up(args) -> int:
         raise
     print(
         f"omnimind up: broker {env['OMNIMIND_BROKER_URL']}"
+        + (f", redis {env['OMNIMIND_REDIS_URL']}" if env.get("OMNIMIND_REDIS_URL", env["OMNIMIND_BROKER_URL"])
+           != env["OMNIMIND_BROKER_URL"] else "")
         + (" (embedded redis-server)" if embedded else "")
         + f"\nomnimind up: flower http://127.0.0.1:5555 user {env['OMNIMIND_FLOWER_USER']} password "
         + (f"in {env['OMNIMIND_FLOWER_PASSWORD_FILE']}" if not env.get("OMNIMIND_FLOWER_PASSWORD")
@@ -113,7 +115,9 @@ def cmd_up(args) -> int:
             for spec in specs
             for port in re.findall(r"--metrics-port[= ](\d+)", spec.command)
         )
-        + f"\nomnimind up: in another shell: export OMNIMIND_BROKER_URL={env['OMNIMIND_BROKER_URL']}; omnimind status"
+        + f"\nomnimind up: in another shell: export OMNIMIND_BROKER_URL={env['OMNIMIND_BROKER_URL']}"
+        + (f" OMNIMIND_REDIS_URL={env['OMNIMIND_REDIS_URL']}" if env.get("OMNIMIND_REDIS_URL") else "")
+        + "; omnimind status"
         + "\nomnimind up: farm is up, Ctrl-C to stop",
         flush=True,
     )

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Mapping
 
-from omnimind.config import Settings
+from omnimind.config import Settings, is_amqp_url
 from omnimind.embedded_redis import free_port, wait_for_redis
 from omnimind.errors import ConfigError
 
@@ -85,12 +85,15 @@ def farm_environment(env: dict[str, str]) -> tuple[dict[str, str], bool]:
     # when its virtual environment is not activated.
     bin_dir = str(Path(sys.executable).parent)
     env["PATH"] = bin_dir + os.pathsep + env.get("PATH", "")
-    embedded = not env.get("OMNIMIND_BROKER_URL")
+    broker = env.get("OMNIMIND_BROKER_URL")
+    # No broker: Redis is the broker too. A RabbitMQ broker: Redis still holds OmniMind's
+    # keys and the results, embedded unless OMNIMIND_REDIS_URL names one.
+    embedded = not broker or (is_amqp_url(broker) and not env.get("OMNIMIND_REDIS_URL"))
     if embedded:
         port = free_port()
         url = f"redis://127.0.0.1:{port}/0"
         env["OMNIMIND_REDIS_PORT"] = str(port)
-        env["OMNIMIND_BROKER_URL"] = url
+        env["OMNIMIND_BROKER_URL"] = broker or url
         env.setdefault("OMNIMIND_RESULT_BACKEND", url)
         env.setdefault("OMNIMIND_REDIS_URL", url)
     env.setdefault("OMNIMIND_FLOWER_USER", "admin")

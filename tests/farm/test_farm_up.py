@@ -285,6 +285,18 @@ def test_farm_environment_makes_one_raft_secret_and_a_free_port(tmp_path):
         farm_environment(env)
 
 
+def test_farm_environment_embeds_redis_for_omnimind_keys_beside_rabbitmq(tmp_path):
+    amqp = "amqp://guest:guest@127.0.0.1:5672/farm"
+    env, embedded = farm_environment({"OMNIMIND_DATA_DIR": str(tmp_path), "OMNIMIND_BROKER_URL": amqp})
+    redis_url = f"redis://127.0.0.1:{env['OMNIMIND_REDIS_PORT']}/0"
+    assert embedded and env["OMNIMIND_BROKER_URL"] == amqp
+    assert env["OMNIMIND_REDIS_URL"] == env["OMNIMIND_RESULT_BACKEND"] == redis_url
+    # A Redis of the user's own: nothing embedded.
+    theirs = {"OMNIMIND_DATA_DIR": str(tmp_path), "OMNIMIND_BROKER_URL": amqp, "OMNIMIND_REDIS_URL": "redis://r:6379/0"}
+    env, embedded = farm_environment(theirs)
+    assert not embedded and env["OMNIMIND_REDIS_URL"] == "redis://r:6379/0" and "OMNIMIND_REDIS_PORT" not in env
+
+
 def test_one_farm_per_data_dir(tmp_path):
     from omnimind.farm import Farm, ProcessSpec
 

@@ -123,6 +123,14 @@ freshness_lag = Gauge(
 learn_duplicates = Counter(
     "omnimind_learn_duplicates_total", "Redelivered learn tasks (same task id) neither learned nor recorded again"
 )
+#: Readiness (``/readyz``, omnimind.health): the least over a worker's live pool processes is
+#: what counts, so one process not (yet) on the active version makes the worker not ready.
+model_at_active = Gauge(
+    "omnimind_model_at_active",
+    "1 while a serving process serves the store's active version (or none is published), 0 while it does not",
+    ["node_id"],
+    multiprocess_mode="livemin",
+)
 model_rollbacks = Counter("omnimind_model_rollbacks_total", "Active-version pointer moves by explicit rollback")
 
 # --- authenticated dispatch fences (omnimind.scaling.dispatch) ------------------

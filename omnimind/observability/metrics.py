@@ -60,6 +60,28 @@ worker_load_factor = Gauge(
     "omnimind_worker_load_factor", "Busy slots / concurrency of a worker", ["node_id"], multiprocess_mode="max"
 )
 
+# --- autoscaling signal (omnimind.scaling.autoscale) ----------------------------
+#: Per capability queue, read by every worker from the broker and the registry heartbeats
+#: (each worker exports the farm's value: aggregate with ``max by (queue)``).
+queue_backlog = Gauge(
+    "omnimind_queue_backlog",
+    "Tasks of a capability queue not started yet: waiting in the broker + reserved (prefetched) by workers",
+    ["queue"],
+    multiprocess_mode="max",
+)
+queue_utilisation = Gauge(
+    "omnimind_queue_utilisation",
+    "(active + reserved tasks) / capacity (concurrency of the live workers consuming the queue); 0 without workers",
+    ["queue"],
+    multiprocess_mode="max",
+)
+queue_capacity = Gauge(
+    "omnimind_queue_capacity",
+    "Task slots (concurrency) of the live workers consuming a capability queue",
+    ["queue"],
+    multiprocess_mode="max",
+)
+
 # --- bad input ---------------------------------------------------------------
 bad_inputs = Counter(
     "omnimind_bad_inputs_total", "Requests rejected before reaching the model", ["task", "reason"]

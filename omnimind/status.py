@@ -15,6 +15,7 @@ from omnimind import keys
 from omnimind.config import QUEUES, Settings
 from omnimind.redis_client import redis_client
 from omnimind.models.metadata import ServedVersion
+from omnimind.scaling.autoscale import queue_signals
 from omnimind.scaling.node import NodeInfo, NodeStatus
 from omnimind.scaling.registry import ServiceRegistry
 
@@ -37,6 +38,10 @@ class FarmStatus:
     #: Who serves which model version (:func:`read_serving`); None: not read.
     serving: dict | None = None
 
+    def scaling(self) -> dict:
+        """Backlog and utilisation per capability queue (:func:`omnimind.scaling.autoscale.queue_signals`)."""
+        return queue_signals(self.queue_depths, self.nodes)
+
     def as_dict(self) -> dict:
         return {
             "nodes": [
@@ -48,11 +53,14 @@ class FarmStatus:
                     "load_factor": n.load_factor,
                     "latency_ms": n.latency_ms,
                     "concurrency": n.concurrency,
+                    "queue_load": n.queue_load,
                     "last_heartbeat": n.last_heartbeat.isoformat(),
                 }
                 for n in self.nodes
             ],
             "queues": self.queue_depths,
+            # The autoscaling signal per capability queue (omnimind.scaling.autoscale).
+            "scaling": {q: s.as_dict() for q, s in self.scaling().items()},
             "experience_samples": self.experience_samples,
             "learners": self.learners,
             "raft": self.raft_members,
@@ -185,6 +193,10 @@ def render(status: FarmStatus, now: float | None = None) -> str:
         lines.append("(no nodes registered)")
     lines.append("")
     lines.append("QUEUES  " + "  ".join(f"{q}={d}" for q, d in status.queue_depths.items()))
+    busy = [s for s in status.scaling().values() if s.capacity or s.backlog]
+    if busy:
+        lines.append("SCALING  " + "  ".join(f"{s.queue}: backlog {s.backlog}, utilisation {s.utilisation:.2f} "
+                                             f"of {s.capacity} slots" for s in busy))
     lines.append(f"EXPERIENCE  {status.experience_samples} samples")
     if status.serving:
         lines.extend(render_serving(status.serving))

@@ -35,3 +35,5 @@ def install(app) -> None:
         "workers.time_limits:TimeLimitStep",  # a no-op under prefork
     ):
         app.steps["worker"].add(step)
+    # Readiness (/readyz) follows the consumer blueprint: started once it consumes, stopped on a restart.
+    app.steps["consumer"].add("workers.health:ConsumingStep")

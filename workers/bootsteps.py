@@ -1,6 +1,7 @@
 """Worker bootsteps: registry membership with heartbeats, and model warm-up."""
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import socket
@@ -13,6 +14,7 @@ from celery.worker import state as worker_state
 from omnimind import keys
 from omnimind.app import settings
 from omnimind.observability import metrics
+from omnimind.scaling.autoscale import queue_signals, worker_queue_load
 from omnimind.scaling.hardware import detect_hardware
 from omnimind.scaling.node import NodeInfo
 from omnimind.scaling.registry import ServiceRegistry
@@ -68,6 +70,7 @@ class RegistryStep(bootsteps.StartStopStep):
         # The broker's queue depths: its Redis lists, or RabbitMQ's passive declares.
         self.broker_queues = BrokerQueueDepths(settings.broker_url)
         self.concurrency = max(1, int(worker.concurrency or 1))
+        self.queues = consumed_queues(worker)
         metrics.worker_up.labels(node_id=self.context.node_id).set(1)
         self._register()
         self._thread = threading.Thread(target=self._heartbeat_loop, name="omnimind-heartbeat", daemon=True)
@@ -110,12 +113,17 @@ class RegistryStep(bootsteps.StartStopStep):
         while not self._stop.wait(settings.heartbeat_interval):
             beats += 1
             load = len(worker_state.active_requests) / self.concurrency
+            queue_load = worker_queue_load(
+                [_queue_of(r) for r in list(worker_state.reserved_requests)],
+                [_queue_of(r) for r in list(worker_state.active_requests)],
+                self.queues,
+            )
             hardware = None
             if "gpu" in self.hardware and beats % HARDWARE_EVERY == 0:
                 hardware = self.hardware = detect_hardware()
             try:
                 if not registered or not self.registry.store.heartbeat(
-                    self.context.node_id, load, self.context.latency.mean_ms, hardware
+                    self.context.node_id, load, self.context.latency.mean_ms, hardware, queue_load
                 ):
                     # Unknown to the store (Redis restarted, record expired): join again.
                     self._register()
@@ -132,8 +140,21 @@ class RegistryStep(bootsteps.StartStopStep):
 
     def _record_cluster_gauges(self) -> None:
         metrics.cluster_nodes_total.set(self.registry.store.client.zcard(keys.NODES))
-        for queue, depth in self.broker_queues.read().items():
+        depths = self.broker_queues.read()
+        for queue, depth in depths.items():
             metrics.queue_length.labels(queue=queue).set(depth)
+        # The autoscaling signal: the broker's depths and every live worker's heartbeat.
+        nodes = asyncio.run(self.registry.refresh())
+        for queue, signal in queue_signals(depths, nodes.values()).items():
+            metrics.queue_backlog.labels(queue=queue).set(signal.backlog)
+            metrics.queue_utilisation.labels(queue=queue).set(signal.utilisation)
+            metrics.queue_capacity.labels(queue=queue).set(signal.capacity)
+
+
+def _queue_of(request) -> str | None:
+    """The queue a Celery request came from (its routing key: capability queues are direct)."""
+    info = getattr(request, "delivery_info", None) or {}
+    return info.get("routing_key")
 
 
 def _serves_model() -> bool:

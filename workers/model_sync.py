@@ -98,6 +98,8 @@ class ModelFollower:
                 self._refused = None
             elif refused is None or refused[0] != active or time.monotonic() >= refused[2]:
                 served = self._try_active(active, served, refused)
+            # Readiness (/readyz): this process is on the active version, or nothing is published.
+            metrics.model_at_active.labels(node_id=context.node_id()).set(1 if active in (None, served) else 0)
             self._report(served, active)
             return served
 

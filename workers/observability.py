@@ -20,7 +20,7 @@ from omnimind.observability import metrics, multiprocess
 logger = logging.getLogger(__name__)
 
 class MetricsServerStep(bootsteps.StartStopStep):
-    """Serves ``/metrics`` on ``--metrics-port`` (or ``OMNIMIND_METRICS_PORT``), bound to
+    """Serves ``/metrics``, ``/healthz`` and ``/readyz`` (``workers.health``) on ``--metrics-port`` (or ``OMNIMIND_METRICS_PORT``), bound to
     ``OMNIMIND_METRICS_ADDRESS`` (default 0.0.0.0, every interface).
 
     When serving, the worker's metrics run in prometheus-client multiprocess
@@ -50,21 +50,32 @@ class MetricsServerStep(bootsteps.StartStopStep):
     def start(self, worker):
         if not self.port:
             return
-        from prometheus_client import start_http_server
-        from workers import context
+        from prometheus_client import make_wsgi_app
+
+        from omnimind.health import health_app
+        from workers import context, health
         from workers.bootsteps import consumed_queues
 
         ctx = context.current()
+        queues = consumed_queues(worker)
+        capabilities = ctx.capabilities if ctx is not None else []
         precreate_known_series(
             worker.app,
             node_id=context.node_id(),
-            queues=consumed_queues(worker),
-            capabilities=ctx.capabilities if ctx is not None else [],
+            queues=queues,
+            capabilities=capabilities,
             raft_member=self.raft_member,
         )
-        self._server, _ = start_http_server(self.port, addr=self.address, registry=multiprocess.registry(self.path))
-        logger.info("Serving Prometheus metrics on %s:%d/metrics (multiprocess files in %s)", self.address, self.port,
-                    self.path)
+        serves_model = bool({"inference", "training"} & set(capabilities))
+        path, raft_member = self.path, self.raft_member
+
+        def ready():
+            return health.readiness(queues, serves_model, raft_member, path)
+
+        app = health_app(make_wsgi_app(multiprocess.registry(self.path)), ready)
+        self._server = health.serve(self.address, self.port, app)
+        logger.info("Serving Prometheus metrics, /healthz and /readyz on %s:%d (multiprocess files in %s)",
+                    self.address, self.port, self.path)
 
     def stop(self, worker):
         if self._server is not None:

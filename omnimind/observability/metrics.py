@@ -60,6 +60,28 @@ worker_load_factor = Gauge(
     "omnimind_worker_load_factor", "Busy slots / concurrency of a worker", ["node_id"], multiprocess_mode="max"
 )
 
+# --- autoscaling signal (omnimind.scaling.autoscale) ----------------------------
+#: Per capability queue, read by every worker from the broker and the registry heartbeats
+#: (each worker exports the farm's value: aggregate with ``max by (queue)``).
+queue_backlog = Gauge(
+    "omnimind_queue_backlog",
+    "Tasks of a capability queue not started yet: waiting in the broker + reserved (prefetched) by workers",
+    ["queue"],
+    multiprocess_mode="max",
+)
+queue_utilisation = Gauge(
+    "omnimind_queue_utilisation",
+    "(active + reserved tasks) / capacity (concurrency of the live workers consuming the queue); 0 without workers",
+    ["queue"],
+    multiprocess_mode="max",
+)
+queue_capacity = Gauge(
+    "omnimind_queue_capacity",
+    "Task slots (concurrency) of the live workers consuming a capability queue",
+    ["queue"],
+    multiprocess_mode="max",
+)
+
 # --- bad input ---------------------------------------------------------------
 bad_inputs = Counter(
     "omnimind_bad_inputs_total", "Requests rejected before reaching the model", ["task", "reason"]
@@ -122,6 +144,14 @@ freshness_lag = Gauge(
 )
 learn_duplicates = Counter(
     "omnimind_learn_duplicates_total", "Redelivered learn tasks (same task id) neither learned nor recorded again"
+)
+#: Readiness (``/readyz``, omnimind.health): the least over a worker's live pool processes is
+#: what counts, so one process not (yet) on the active version makes the worker not ready.
+model_at_active = Gauge(
+    "omnimind_model_at_active",
+    "1 while a serving process serves the store's active version (or none is published), 0 while it does not",
+    ["node_id"],
+    multiprocess_mode="livemin",
 )
 model_rollbacks = Counter("omnimind_model_rollbacks_total", "Active-version pointer moves by explicit rollback")
 

@@ -124,6 +124,21 @@ def registry(path: str | os.PathLike | None = None) -> CollectorRegistry:
     return reg
 
 
+def samples(name: str, path: str | os.PathLike | None = None) -> dict[frozenset, float]:
+    """The value of metric ``name`` over every process's files, aggregated as ``/metrics``
+    shows it (a gauge by its ``multiprocess_mode``): label set -> value. Empty when no
+    process has recorded it (or multiprocess mode is off)."""
+    folder = path or _active
+    if folder is None:
+        return {}
+    out = {}
+    for metric in MultiProcessCollector(None, path=str(folder)).collect():
+        for sample in metric.samples:
+            if sample.name == name:
+                out[frozenset(sample.labels.items())] = sample.value
+    return out
+
+
 def process_exited(pid: int) -> None:
     """Bookkeeping for a pool child that exited: drops its live-gauge files
     (its counters and histograms stay: what it counted still happened)."""

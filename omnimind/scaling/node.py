@@ -44,6 +44,9 @@ class NodeInfo:
     registered_at: datetime = field(default_factory=_now)
     #: Celery node name (``name@host``); its direct queue is ``<hostname>.dq2``.
     hostname: str = ""
+    #: Per capability queue, ``{"reserved": tasks prefetched not started, "active": running}``
+    #: at the last heartbeat (``omnimind.scaling.autoscale``).
+    queue_load: dict[str, dict[str, int]] = field(default_factory=dict)
 
     @property
     def has_gpu(self) -> bool:

@@ -137,6 +137,31 @@ def test_k8s_worker_deployment(k8s, name):
 
 
 
+@pytest.mark.parametrize("name", sorted(WORKER_COMMANDS))
+def test_k8s_worker_probes_use_healthz_and_readyz(k8s, name):
+    (dep,) = [d for d in k8s if d["kind"] == "Deployment" and d["metadata"]["name"] == f"omnimind-{name}"]
+    (container,) = dep["spec"]["template"]["spec"]["containers"]
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
+    assert [p["name"] for p in container["ports"]] == ["metrics"]
+
+
+def test_keda_scales_inference_on_the_autoscaling_signal(k8s):
+    from omnimind.observability import metrics
+
+    (scaled,) = [d for d in yaml.safe_load_all((DEPLOY / "k8s" / "keda-scaledobject.yaml").read_text()) if d]
+    assert scaled["apiVersion"] == "keda.sh/v1alpha1" and scaled["kind"] == "ScaledObject"
+    target = scaled["spec"]["scaleTargetRef"]["name"]
+    assert target == "omnimind-inference" and target in {d["metadata"]["name"] for d in k8s if d["kind"] == "Deployment"}
+    # The workers export the signal: no inference pod, no series to scale up from.
+    assert scaled["spec"]["minReplicaCount"] >= 1 and scaled["spec"]["maxReplicaCount"] > scaled["spec"]["minReplicaCount"]
+    queries = {t["metadata"]["query"]: t for t in scaled["spec"]["triggers"]}
+    assert all(t["type"] == "prometheus" and float(t["metadata"]["threshold"]) > 0 for t in queries.values())
+    names = {name for q in queries for name in ("omnimind_queue_backlog", "omnimind_queue_utilisation") if name in q}
+    assert names == {"omnimind_queue_backlog", "omnimind_queue_utilisation"} <= metrics.ALL_METRIC_NAMES
+    assert all('queue="inference"' in q and q.startswith("max(") for q in queries)
+
+
 def test_k8s_memory_is_a_single_process_with_a_volume(k8s):
     (dep,) = [d for d in k8s if d["kind"] == "Deployment" and d["metadata"]["name"] == "omnimind-memory"]
     assert dep["spec"]["replicas"] == 1
@@ -186,6 +211,44 @@ def test_worker_unit_template():
     assert "--pool=${OMNIMIND_POOL}" in exec_start
     assert u["Service"]["KillMode"] == "mixed"
     assert u["Install"]["WantedBy"] == "multi-user.target"
+    # Started means ready: ExecStartPost waits for /readyz on the worker's metrics port.
+    post = u["Service"]["ExecStartPost"]
+    assert post.startswith("-/opt/omnimind/.venv/bin/python -m omnimind.health ")
+    assert "--port ${OMNIMIND_METRICS_PORT}" in post and "--path /readyz" in post
+    wait = float(post.split("--wait ")[1].split()[0])
+    assert wait < float(u["Service"]["TimeoutStartSec"])
+
+
+def test_health_command_waits_for_readyz(tmp_path):
+    """``python -m omnimind.health`` (the unit's ExecStartPost): 1 with nothing listening, 0 on a 200."""
+    import sys
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    from tests.helpers import free_port
+
+    command = [sys.executable, "-m", "omnimind.health", "--port"]
+    assert subprocess.run(command + [str(free_port())], capture_output=True, timeout=60).returncode == 1
+
+    class Ready(BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = b'{"ready": true}' if self.path == "/readyz" else b"{}"
+            self.send_response(200 if self.path == "/readyz" else 404)
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Ready)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        out = subprocess.run(command + [str(server.server_address[1]), "--wait", "5"], capture_output=True, text=True,
+                             timeout=60)
+        assert out.returncode == 0 and '"ready": true' in out.stdout
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 @pytest.mark.parametrize(

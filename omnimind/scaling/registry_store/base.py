@@ -16,9 +16,11 @@ class RegistryStore(abc.ABC):
 
     @abc.abstractmethod
     def heartbeat(
-        self, node_id: str, load_factor: float, latency_ms: float, hardware: dict[str, Any] | None = None
+        self, node_id: str, load_factor: float, latency_ms: float, hardware: dict[str, Any] | None = None,
+        queue_load: dict[str, dict[str, int]] | None = None,
     ) -> bool:
-        """Refresh a node. False when the store no longer knows it (re-register)."""
+        """Refresh a node (``queue_load``: its reserved/active counts per queue, kept when None).
+        False when the store no longer knows it (re-register)."""
 
     @abc.abstractmethod
     def deregister(self, node_id: str) -> None:

@@ -30,7 +30,8 @@ class MemoryRegistryStore(RegistryStore):
         self._nodes[record.node_id] = record
         return record
 
-    def heartbeat(self, node_id: str, load_factor: float, latency_ms: float, hardware: dict[str, Any] | None = None) -> bool:
+    def heartbeat(self, node_id: str, load_factor: float, latency_ms: float, hardware: dict[str, Any] | None = None,
+                  queue_load: dict[str, dict[str, int]] | None = None) -> bool:
         node = self._nodes.get(node_id)
         if node is None:
             return False
@@ -39,6 +40,8 @@ class MemoryRegistryStore(RegistryStore):
         node.latency_ms = latency_ms
         if hardware is not None:
             node.hardware = hardware
+        if queue_load is not None:
+            node.queue_load = queue_load
         return True
 
     def deregister(self, node_id: str) -> None:

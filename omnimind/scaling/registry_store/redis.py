@@ -33,11 +33,12 @@ end
 return tostring(now)
 """
 
-# KEYS: node hash, nodes zset;  ARGV: node id, ttl, load, latency, hardware json or ''
+# KEYS: node hash, nodes zset;  ARGV: node id, ttl, load, latency, hardware json or '', queue load json or ''
 _HEARTBEAT = _NOW + """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 redis.call('HSET', KEYS[1], 'heartbeat_at', now, 'load_factor', ARGV[3], 'latency_ms', ARGV[4])
 if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'hardware', ARGV[5]) end
+if ARGV[6] and ARGV[6] ~= '' then redis.call('HSET', KEYS[1], 'queue_load', ARGV[6]) end
 redis.call('EXPIRE', KEYS[1], ARGV[2])
 redis.call('ZADD', KEYS[2], now, ARGV[1])
 return 1
@@ -52,15 +53,16 @@ return 1
 """
 
 # KEYS: nodes zset, capabilities set;  ARGV: node-key prefix, capability-key prefix
-# Returns now, then 6 values per live node; prunes ids whose hash expired.
+# Returns now, then 8 values per live node (id, then its fields); prunes ids whose hash expired.
 _SNAPSHOT = _NOW + """
 local out = {tostring(now)}
 local caps = nil
 for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
-  local h = redis.call('HMGET', ARGV[1] .. id, 'info', 'hardware', 'registered_at', 'heartbeat_at', 'load_factor', 'latency_ms')
+  local h = redis.call('HMGET', ARGV[1] .. id, 'info', 'hardware', 'registered_at', 'heartbeat_at', 'load_factor',
+                       'latency_ms', 'queue_load')
   if h[1] then
     table.insert(out, id)
-    for i = 1, 6 do table.insert(out, h[i]) end
+    for i = 1, 7 do table.insert(out, h[i] or '') end
   else
     redis.call('ZREM', KEYS[1], id)
     caps = caps or redis.call('SMEMBERS', KEYS[2])
@@ -107,11 +109,13 @@ class RedisRegistryStore(RegistryStore):
         record.load_factor = record.latency_ms = 0.0
         return record
 
-    def heartbeat(self, node_id: str, load_factor: float, latency_ms: float, hardware: dict[str, Any] | None = None) -> bool:
+    def heartbeat(self, node_id: str, load_factor: float, latency_ms: float, hardware: dict[str, Any] | None = None,
+                  queue_load: dict[str, dict[str, int]] | None = None) -> bool:
         known = self._heartbeat(
             keys=[keys.node(node_id), keys.NODES],
             args=[node_id, self._ttl, repr(float(load_factor)), repr(float(latency_ms)),
-                  json.dumps(hardware) if hardware is not None else ""],
+                  json.dumps(hardware) if hardware is not None else "",
+                  json.dumps(queue_load, separators=(",", ":")) if queue_load is not None else ""],
         )
         return bool(known)
 
@@ -122,8 +126,8 @@ class RedisRegistryStore(RegistryStore):
         raw = self._snapshot(keys=[keys.NODES, keys.CAPABILITIES], args=[keys.node(""), keys.capability("")])
         now = float(raw[0])
         records = []
-        for i in range(1, len(raw), 7):
-            node_id, info, hardware, registered_at, heartbeat_at, load, latency = raw[i : i + 7]
+        for i in range(1, len(raw), 8):
+            node_id, info, hardware, registered_at, heartbeat_at, load, latency, queue_load = raw[i : i + 8]
             fields = json.loads(info)
             records.append(
                 NodeInfo(
@@ -139,9 +143,20 @@ class RedisRegistryStore(RegistryStore):
                     last_heartbeat=from_timestamp(float(heartbeat_at)),
                     load_factor=float(load),
                     latency_ms=float(latency),
+                    queue_load=_queue_load(queue_load),
                 )
             )
         return now, records
+
+
+def _queue_load(raw: bytes | str | None) -> dict[str, dict[str, int]]:
+    """The heartbeat's per-queue counts; {} when absent (an older worker) or unreadable."""
+    try:
+        data = json.loads(raw) if raw else {}
+        return {str(q): {"reserved": int(c.get("reserved", 0)), "active": int(c.get("active", 0))}
+                for q, c in data.items()}
+    except (ValueError, TypeError, AttributeError):
+        return {}
 
 
 def _text(value: bytes | str) -> str:

@@ -7,7 +7,7 @@
   several queues counts its whole concurrency towards each: the slots are
   shared). Over 1 means tasks wait inside workers; 0 when no worker consumes it.
 
-Queue depths come from the broker (``omnimind.status.queue_depths``); reserved
+Queue depths come from the broker (``omnimind.queue_depths``); reserved
 and active counts and concurrency from each worker's registry heartbeat
 (:func:`worker_queue_load`, ``NodeInfo.queue_load``). Workers export the result
 as ``omnimind_queue_backlog`` / ``omnimind_queue_utilisation`` /

@@ -74,6 +74,12 @@ class Settings:
     #: "auto" (CUDA when present), "cpu" or "cuda[:N]".
     device: str = "auto"
     max_batch_size: int = 1024
+    #: Dynamic batching of concurrent predicts in one process (``OMNIMIND_BATCHING``): at most
+    #: ``batch_max_size`` examples per forward pass, waiting at most ``batch_max_delay_ms`` for a
+    #: batch to fill, and only under load (a lone request runs at once). Off: one pass per request.
+    batching: bool = True
+    batch_max_size: int = 64
+    batch_max_delay_ms: float = 2.0
     heartbeat_interval: float = 2.0
     #: Longest wait (s) between two attempts to reach the broker or Redis again after losing
     #: it: the worker's consumer, the result backend, OmniMind's clients (omnimind.reconnect).
@@ -188,6 +194,9 @@ class Settings:
             model_seed=get.int("MODEL_SEED", 0),
             device=get.str("DEVICE", "auto"),
             max_batch_size=get.int("MAX_BATCH_SIZE", 1024, minimum=1),
+            batching=get.bool("BATCHING", True),
+            batch_max_size=get.int("BATCH_MAX_SIZE", 64, minimum=1),
+            batch_max_delay_ms=get.float("BATCH_MAX_DELAY_MS", 2.0, minimum=0.0),
             heartbeat_interval=get.float("HEARTBEAT_INTERVAL", 2.0, minimum=0.05),
             reconnect_interval=get.float("RECONNECT_INTERVAL", 0.5, minimum=0.01),
             degraded_load=get.float("DEGRADED_LOAD", 0.9, minimum=0.0),

@@ -16,10 +16,15 @@ def predict(inputs: Any = None) -> dict:
 
     Returns ``{"outputs": ..., "model_version": int, "node_id": str}``; for a
     single example ``outputs`` is that example's output, for a batch a list.
+    With dynamic batching on, ``"batch": {"id": int, "examples": int}`` names the
+    forward pass it shared (ids count per serving process) and its size.
     Bad input raises ``omnimind.errors.InvalidInput`` (the worker keeps serving).
     """
     prediction = _serving_runtime().predict(inputs)
-    return {"outputs": prediction.outputs, "model_version": prediction.model_version, "node_id": node_id()}
+    result = {"outputs": prediction.outputs, "model_version": prediction.model_version, "node_id": node_id()}
+    if prediction.batch_id:
+        result["batch"] = {"id": prediction.batch_id, "examples": prediction.batch_examples}
+    return result
 
 
 @app.task(name="tasks.inference.noop", soft_time_limit=_limits.soft, time_limit=_limits.hard)

@@ -6,6 +6,13 @@ is used); with the solo or threads pool it is the worker process itself.
 Serving reads ``(model, version)`` as one reference, so a later hot swap (one
 assignment) never mixes the weights of two versions inside a request.
 
+With ``OMNIMIND_BATCHING`` on (the default) concurrent requests of one process are
+validated alone, then merged into one forward pass by a
+:class:`~omnimind.models.batching.DynamicBatcher` keyed by ``(version, example
+shape)``: a batch never mixes versions, and a request keeps the version it read
+when it arrived even if a swap lands while it waits. A request whose output rows
+are not finite fails alone with ``InvalidInput("non_finite_output")``.
+
 >>> from omnimind.config import Settings
 >>> runtime = ModelRuntime(Settings(model_input_size=3))
 >>> out = runtime.predict([[0.0, 1.0, 2.0], [1.0, 1.0, 1.0]])
@@ -19,13 +26,17 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
 from omnimind.config import Settings
+from omnimind.errors import InvalidInput
 from omnimind.learning.versions import ModelVersion
+from omnimind.models.batching import DynamicBatcher
 from omnimind.models.errors import CorruptModel
 from omnimind.models.factory import build_model, select_device
 from omnimind.models.serialization import load_into
+from omnimind.observability import metrics
 from omnimind.validation import as_examples
 
 
@@ -34,6 +45,9 @@ class Prediction:
     outputs: list
     model_version: int
     single: bool
+    #: The forward pass (per process) that served it and its size in examples; 0 unbatched.
+    batch_id: int = 0
+    batch_examples: int = 0
 
 
 class ModelRuntime:
@@ -45,6 +59,12 @@ class ModelRuntime:
         module = build_model(settings).to(self.device)
         self._served = ModelVersion(module, 0)
         self.example_shape = tuple(module.omnimind_input_shape)
+        self.batcher: DynamicBatcher | None = None
+        if settings.batching:
+            self.batcher = DynamicBatcher(
+                self._forward, max_size=settings.batch_max_size, max_delay=settings.batch_max_delay_ms / 1000.0,
+                check=_finite_rows, observe=_observe_batch,
+            )
         self.warm_up()
 
     @property
@@ -83,10 +103,33 @@ class ModelRuntime:
     def predict(self, inputs: Any) -> Prediction:
         batch, single = as_examples(inputs, self.example_shape, self.settings.max_batch_size)
         served = self._served  # one read: the whole request uses this version
+        if self.batcher is None:
+            output = self._forward((served, batch.shape[1:]), batch)
+            _finite_rows(output)
+            rows = output.tolist()
+            return Prediction(outputs=rows[0] if single else rows, model_version=served.number, single=single)
+        result = self.batcher.submit((served, batch.shape[1:]), batch)
+        rows = result.rows.tolist()
+        return Prediction(outputs=rows[0] if single else rows, model_version=served.number, single=single,
+                          batch_id=result.batch_id, batch_examples=result.batch_examples)
+
+    def _forward(self, key: tuple, rows):
+        """One forward pass of ``key``'s version on ``rows`` (a NumPy batch); NumPy output."""
+        served = key[0]
         with torch.inference_mode():
-            output = served.model(torch.from_numpy(batch).to(self.device, non_blocking=True))
-        rows = output.detach().to("cpu").tolist()
-        return Prediction(outputs=rows[0] if single else rows, model_version=served.number, single=single)
+            output = served.model(torch.from_numpy(rows).to(self.device, non_blocking=True))
+        return output.detach().to("cpu").numpy()
+
+
+def _finite_rows(rows) -> None:
+    if not np.isfinite(rows).all():
+        raise InvalidInput("non_finite_output", "the model's output for this input is NaN or infinite")
+
+
+def _observe_batch(examples: int, requests: int, delays: list) -> None:
+    metrics.batch_size.observe(examples)
+    for delay in delays:
+        metrics.batch_queue_delay_seconds.observe(delay)
 
 
 _runtime: ModelRuntime | None = None

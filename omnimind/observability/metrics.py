@@ -82,6 +82,18 @@ queue_capacity = Gauge(
     multiprocess_mode="max",
 )
 
+# --- dynamic batching (omnimind.models.batching) -------------------------------
+#: Examples per forward pass; ``_sum / _count`` is Triton's average batch (inferences / executions).
+BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+batch_size = Histogram(
+    "omnimind_batch_size", "Examples per batched forward pass of the served model", buckets=BATCH_SIZE_BUCKETS
+)
+batch_queue_delay_seconds = Histogram(
+    "omnimind_batch_queue_delay_seconds",
+    "Time a predict request waited in the batcher before its forward pass started",
+    buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+)
+
 # --- bad input ---------------------------------------------------------------
 bad_inputs = Counter(
     "omnimind_bad_inputs_total", "Requests rejected before reaching the model", ["task", "reason"]

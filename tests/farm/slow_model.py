@@ -31,3 +31,24 @@ class SlowMLP(nn.Module):
 
 def build(settings):
     return SlowMLP(settings.model_input_size)
+
+
+class PacedMLP(nn.Module):
+    """Every forward pass takes at least OMNIMIND_TEST_PASS_SECONDS (default 5 ms), whatever
+    its batch size, like a model whose cost is dominated by per-pass overhead: under a
+    burst, requests queue behind the running pass and dynamic batches form."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.linear = nn.Linear(size, 1)
+        self.pass_seconds = float(os.environ.get("OMNIMIND_TEST_PASS_SECONDS", "0.005"))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        until = time.monotonic() + self.pass_seconds
+        while time.monotonic() < until:
+            time.sleep(0.001)
+        return self.linear(x)
+
+
+def build_paced(settings):
+    return PacedMLP(settings.model_input_size)

@@ -14,7 +14,7 @@ OPS = Path(__file__).resolve().parents[2] / "ops"
 DEPLOY = OPS / "deploy"
 
 WORKER_COMMANDS = {
-    "inference": "celery -A omnimind worker -Q inference -n inference@%h --pool=threads --concurrency=4",
+    "inference": "celery -A omnimind worker -Q inference -n inference@%h --pool=threads --concurrency=16",
     "training": "celery -A omnimind worker -Q training -n training@%h --pool=solo",
     "memory": "celery -A omnimind worker -Q memory -n memory@%h --pool=solo",
     "agents": "celery -A omnimind worker -Q agents -n agents@%h --pool=threads --concurrency=4",

@@ -89,6 +89,9 @@ def test_seed_cluster_overview_panels(dashboard):
         "omnimind_model_swap_rejections_total",
         "omnimind_bad_inputs_total",
         'omnimind_tasks_total{state="failed"}',
+        "omnimind_batch_size_bucket",
+        "omnimind_batch_size_sum[5m])) / sum(rate(omnimind_batch_size_count",
+        "omnimind_batch_queue_delay_seconds_bucket",
     ],
 )
 def test_dashboard_covers(dashboard, metric):

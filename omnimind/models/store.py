@@ -105,6 +105,7 @@ class ModelStore:
         self._served = keys.model_served(name)
         self._publish = client.register_script(_PUBLISH_LUA)
         self._rollback = client.register_script(_ROLLBACK_LUA)
+        self._fetch_active = client.register_script(lua.source("model_fetch_active"))
 
     # --- writes ------------------------------------------------------------------
     def publish(self, state_dict: Mapping[str, torch.Tensor], metadata: Mapping[str, Any] | None = None,
@@ -234,17 +235,17 @@ class ModelStore:
         return meta, tensors
 
     def _verified(self, version: int | None, model: nn.Module | None = None):
-        for _ in range(5):
-            wanted = self._require_active() if version is None else int(version)
+        if version is None:  # pointer, metadata and blob in one step (model_fetch_active.lua)
+            reply = self._fetch_active(keys=[self._active, self._meta], args=[self._blob_prefix])
+            if not reply:
+                raise UnknownVersion(self.name, None, "nothing has been published yet")
+            wanted, raw_meta, blob = int(reply[0]), reply[1] or None, reply[2] or None
+        else:
+            wanted = int(version)
             pipe = self.client.pipeline(transaction=True)
             raw_meta, blob = pipe.hget(self._meta, wanted).get(self._blob_prefix + str(wanted)).execute()
-            if raw_meta is not None and blob is not None:
-                break
-            if version is not None:
-                raise UnknownVersion(self.name, wanted, "not published or no longer retained")
-            # Retention removed the version between reading the pointer and the blob: re-read it.
-        else:
-            raise UnknownVersion(self.name, None, "the active version kept changing while fetching")
+        if raw_meta is None or blob is None:
+            raise UnknownVersion(self.name, wanted, "not published or no longer retained")
         meta = self._parse_meta(raw_meta, wanted)
         digest = sha256_hex(blob)
         if digest != meta.sha256:

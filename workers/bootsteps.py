@@ -17,7 +17,7 @@ from omnimind.scaling.hardware import detect_hardware
 from omnimind.scaling.node import NodeInfo
 from omnimind.scaling.registry import ServiceRegistry
 from omnimind.redis_client import redis_client
-from omnimind.status import BrokerQueueDepths
+from omnimind.queue_depths import BrokerQueueDepths
 from workers import context
 
 logger = logging.getLogger(__name__)

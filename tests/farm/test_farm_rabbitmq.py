@@ -12,7 +12,8 @@ import pytest
 
 from omnimind import keys
 from omnimind.config import QUEUES, Settings
-from omnimind.status import BrokerQueueDepths, read_status
+from omnimind.queue_depths import BrokerQueueDepths
+from omnimind.status import read_status
 from tests.conftest import rabbitmqctl
 from tests.helpers import free_port, metric_value, scrape, wait_until
 

@@ -23,21 +23,15 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
+from harness import free_port, metric_value, scrape
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 RESULTS = ROOT / "benchmarks" / "results"
 CONCURRENCY = {"threads": 4, "prefork": 2}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def percentiles(samples_s):
@@ -52,21 +46,6 @@ def bootstrap_p50_ratio_ci(on, off, rounds=2000, seed=0):
     on, off = np.asarray(on), np.asarray(off)
     ratios = [np.median(rng.choice(on, on.size)) / np.median(rng.choice(off, off.size)) for _ in range(rounds)]
     return [float(np.percentile(ratios, 2.5)), float(np.percentile(ratios, 97.5))]
-
-
-def scrape(port: int) -> str:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-        return response.read().decode()
-
-
-def metric_value(text: str, name: str, **labels) -> float:
-    total = 0.0
-    for line in text.splitlines():
-        if (line.startswith(name + "{") or line.startswith(name + " ")) and all(
-            f'{k}="{v}"' in line for k, v in labels.items()
-        ):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
 
 
 def start_worker(name: str, pool: str, env: dict) -> subprocess.Popen:

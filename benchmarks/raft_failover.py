@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from harness import free_port, private_redis, pyplot, save_figure, spawn_worker, stop_all, write_results
+from harness import free_port, private_redis, pyplot, save_figure, spawn_worker, stop_all, wait_until, write_results
 
 MEMBERS = ("n1", "n2", "n3")
 
@@ -64,14 +64,7 @@ def main() -> int:
         return out
 
     def wait(predicate, timeout=60.0):
-        deadline = time.monotonic() + timeout
-        while True:
-            value = predicate()
-            if value:
-                return value
-            if time.monotonic() > deadline:
-                raise TimeoutError("condition not met")
-            time.sleep(0.005)
+        return wait_until(predicate, timeout=timeout, interval=0.005, message="condition")
 
     def current_leader(exclude=()):
         live = {m: s for m, s in statuses().items() if m not in exclude and s["state"] == "leader"}

@@ -34,13 +34,14 @@ import os
 import platform
 import queue
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
+
+from harness import free_port, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -151,12 +152,6 @@ def elapsed() -> str:
     return f"{time.monotonic() - _T0:6.1f}s"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 class Member:
     def __init__(self, name, addr, peers, conf, events):
         self.name, self.addr, self.peers, self.conf, self.events = name, addr, peers, conf, events
@@ -235,14 +230,10 @@ class Cluster:
         return leader if leader.view["is_leader"] else None
 
     def wait(self, predicate, timeout):
-        deadline = time.monotonic() + timeout
-        while True:
-            value = predicate()
-            if value:
-                return value
-            if time.monotonic() > deadline:
-                raise TimeoutError("condition not met")
-            time.sleep(0.005)
+        try:
+            return wait_until(predicate, timeout=timeout, interval=0.005, message="condition")
+        except AssertionError:  # the harness's timeout; the callers here catch TimeoutError
+            raise TimeoutError("condition not met") from None
 
     def drain(self):
         out = []

@@ -20,15 +20,15 @@ the Redis named by ``OMNIMIND_REDIS_URL``, which must then be set:
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
-from typing import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any, Callable, Mapping
 
 from omnimind.errors import ConfigError
 
 #: Capability queues. A worker's ``-Q`` list is its capability list.
 QUEUES = ("inference", "training", "memory", "agents")
 
-#: Drift detectors of ``omnimind.learning`` (named here so settings need no torch import).
+#: Drift detectors of ``omnimind.learning`` (their one home: settings validate them without importing torch).
 DRIFT_METHODS = ("cusum", "adwin", "page_hinkley", "kswin")
 
 #: Worker log formats (``OMNIMIND_LOG_FORMAT``).
@@ -58,107 +58,124 @@ _DEFAULT_LIMITS = {
 }
 
 
+def setting(env: str, default: Any, *, minimum: float | None = None, kind: type | None = None,
+            convert: Callable[[Any], Any] | None = None) -> Any:
+    """A settings field read from ``OMNIMIND_<env>``: its one default, its type (that of the
+    default unless given), the least value a number may take, and a conversion of the read value."""
+    return field(default=default, metadata={
+        "env": env, "kind": kind or type(default), "minimum": minimum, "convert": convert,
+    })
+
+
+def _empty_is_none(value: str) -> str | None:
+    return value or None
+
+
+def _comma_list(value: str) -> tuple[str, ...]:
+    return tuple(c for c in value.split(",") if c.strip())
+
+
 @dataclass(frozen=True)
 class Settings:
-    broker_url: str = DEFAULT_BROKER_URL
-    result_backend: str = DEFAULT_BROKER_URL
+    broker_url: str = setting("BROKER_URL", DEFAULT_BROKER_URL)
+    result_backend: str = setting("RESULT_BACKEND", DEFAULT_BROKER_URL)
     #: Redis holding OmniMind's own keys (registry, experience, models).
-    redis_url: str = DEFAULT_BROKER_URL
+    redis_url: str = setting("REDIS_URL", DEFAULT_BROKER_URL)
     #: Overrides the Celery node name as the registry id when set.
-    node_id: str | None = None
+    node_id: str | None = setting("NODE_ID", None, kind=str, convert=_empty_is_none)
     #: Extra capabilities advertised besides the consumed queues (e.g. "coordinator").
-    extra_capabilities: tuple[str, ...] = ()
-    model_factory: str = DEFAULT_MODEL_FACTORY
-    model_input_size: int = 16
-    model_seed: int = 0
+    extra_capabilities: tuple[str, ...] = setting("CAPABILITIES", (), kind=str, convert=_comma_list)
+    model_factory: str = setting("MODEL_FACTORY", DEFAULT_MODEL_FACTORY)
+    model_input_size: int = setting("MODEL_INPUT_SIZE", 16, minimum=1)
+    model_seed: int = setting("MODEL_SEED", 0)
     #: "auto" (CUDA when present), "cpu" or "cuda[:N]".
-    device: str = "auto"
-    max_batch_size: int = 1024
+    device: str = setting("DEVICE", "auto")
+    max_batch_size: int = setting("MAX_BATCH_SIZE", 1024, minimum=1)
     #: Dynamic batching of concurrent predicts in one process (``OMNIMIND_BATCHING``): at most
     #: ``batch_max_size`` examples per forward pass, waiting at most ``batch_max_delay_ms`` for a
     #: batch to fill, and only under load (a lone request runs at once). Off: one pass per request.
-    batching: bool = True
-    batch_max_size: int = 64
-    batch_max_delay_ms: float = 2.0
-    heartbeat_interval: float = 2.0
+    batching: bool = setting("BATCHING", True)
+    batch_max_size: int = setting("BATCH_MAX_SIZE", 64, minimum=1)
+    batch_max_delay_ms: float = setting("BATCH_MAX_DELAY_MS", 2.0, minimum=0.0)
+    heartbeat_interval: float = setting("HEARTBEAT_INTERVAL", 2.0, minimum=0.05)
     #: Longest wait (s) between two attempts to reach the broker or Redis again after losing
     #: it: the worker's consumer, the result backend, OmniMind's clients (omnimind.reconnect).
-    reconnect_interval: float = 0.5
+    reconnect_interval: float = setting("RECONNECT_INTERVAL", 0.5, minimum=0.01)
     #: Load factor at or above which a node reports DEGRADED.
-    degraded_load: float = 0.9
+    degraded_load: float = setting("DEGRADED_LOAD", 0.9, minimum=0.0)
     #: Seconds before an unacknowledged message is redelivered. Must exceed every hard limit.
-    visibility_timeout: float = 3600.0
+    visibility_timeout: float = setting("VISIBILITY_TIMEOUT", 3600.0, minimum=1.0)
     #: Seconds between sweeps that redeliver messages of workers that died.
-    restore_interval: float = 10.0
-    result_expires: float = 86400.0
+    restore_interval: float = setting("RESTORE_INTERVAL", 10.0, minimum=0.1)
+    result_expires: float = setting("RESULT_EXPIRES", 86400.0, minimum=1.0)
     limits: Mapping[str, TimeLimit] = field(default_factory=lambda: dict(_DEFAULT_LIMITS))
     #: Maximum length of the experience stream (approximate trimming).
-    experience_maxlen: int = 100_000
+    experience_maxlen: int = setting("EXPERIENCE_MAXLEN", 100_000, minimum=1)
     #: Online learner (training workers): SGD learning rate, loss ("mse" or
     #: "cross_entropy"), drift method, replay capacity, checkpoint period in batches.
-    learning_rate: float = 0.01
-    learning_loss: str = "mse"
-    drift_method: str = "cusum"
-    replay_capacity: int = 10_000
-    checkpoint_every: int = 20
+    learning_rate: float = setting("LEARNING_RATE", 0.01, minimum=0.0)
+    learning_loss: str = setting("LEARNING_LOSS", "mse")
+    drift_method: str = setting("DRIFT_METHOD", "cusum")
+    replay_capacity: int = setting("REPLAY_CAPACITY", 10_000, minimum=16)
+    checkpoint_every: int = setting("CHECKPOINT_EVERY", 20, minimum=1)
     #: The freshness path: the learner (challenger) replaces the served model (champion)
     #: when it is better on the newest ``challenger_window`` samples of live feedback
     #: (loss <= ``challenger_tolerance`` x the champion's), checked every
     #: ``challenger_check_every`` samples and at once after a drift, at most once per
     #: ``challenger_min_interval`` seconds. "leader": a learner publishes when its worker
     #: leads the Raft group; "off": only retrains publish.
-    challenger_publish: str = "leader"
+    challenger_publish: str = setting("CHALLENGER_PUBLISH", "leader")
     #: Torch intra-op threads of a training worker: its mini-batches are small, and on a
     #: busy machine more threads than one only contend (6x slower measured on 2 loaded cores).
-    learner_torch_threads: int = 1
-    challenger_window: int = 256
-    challenger_check_every: int = 128
-    challenger_tolerance: float = 0.98
-    challenger_min_interval: float = 1.0
+    learner_torch_threads: int = setting("LEARNER_TORCH_THREADS", 1, minimum=1)
+    challenger_window: int = setting("CHALLENGER_WINDOW", 256, minimum=1)
+    challenger_check_every: int = setting("CHALLENGER_CHECK_EVERY", 128, minimum=1)
+    challenger_tolerance: float = setting("CHALLENGER_TOLERANCE", 0.98, minimum=0.0)
+    challenger_min_interval: float = setting("CHALLENGER_MIN_INTERVAL", 1.0, minimum=0.0)
     #: Raft coordinator membership (all empty: this worker is not a member).
     #: ``raft_peers`` is ``id=host:port,...`` including this member.
-    raft_id: str = ""
-    raft_peers: str = ""
-    raft_secret: str = ""
+    raft_id: str = setting("RAFT_ID", "")
+    raft_peers: str = setting("RAFT_PEERS", "")
+    raft_secret: str = setting("RAFT_SECRET", "")
     #: Where this member's term, vote and log live; empty: ``<data_dir>/raft/<raft_id>``.
-    raft_data_dir: str = ""
+    raft_data_dir: str = setting("RAFT_DATA_DIR", "")
     #: Seconds between scheduled retrains (the seed's 300 s).
-    retrain_interval: float = 300.0
+    retrain_interval: float = setting("RETRAIN_INTERVAL", 300.0, minimum=0.1)
     #: Schedule entry dispatched early when a learner reports concept drift ("" turns
     #: that off), and the least time between two of its runs when drifts come in storms.
-    drift_retrain_entry: str = "retrain"
-    drift_retrain_min_gap: float = 30.0
+    drift_retrain_entry: str = setting("DRIFT_RETRAIN_ENTRY", "retrain")
+    drift_retrain_min_gap: float = setting("DRIFT_RETRAIN_MIN_GAP", 30.0, minimum=0.0)
     #: Samples of the experience window a retrain reads (newest first).
-    retrain_window: int = 10_000
+    retrain_window: int = setting("RETRAIN_WINDOW", 10_000, minimum=1)
     #: Longest a worker goes without re-reading the active model version (pub/sub may drop notices).
-    model_poll_interval: float = 1.0
+    model_poll_interval: float = setting("MODEL_POLL_INTERVAL", 1.0, minimum=0.01)
     #: Model versions kept in the store for rollback.
-    model_keep_versions: int = 10
-    task_events: bool = True
-    metrics_port: int = 0
+    model_keep_versions: int = setting("MODEL_KEEP_VERSIONS", 10, minimum=1)
+    task_events: bool = setting("TASK_EVENTS", True)
+    metrics_port: int = setting("METRICS_PORT", 0, minimum=0)
     #: Interface the workers' /metrics servers bind ("0.0.0.0": every interface, for a
     #: Prometheus on another host; ``omnimind up`` binds its farm's to 127.0.0.1).
-    metrics_address: str = "0.0.0.0"
-    data_dir: str = ".omnimind"
-    flower_user: str = "admin"
-    flower_password: str = ""
+    metrics_address: str = setting("METRICS_ADDRESS", "0.0.0.0")
+    data_dir: str = setting("DATA_DIR", ".omnimind")
+    flower_user: str = setting("FLOWER_USER", "admin")
+    flower_password: str = setting("FLOWER_PASSWORD", "")
     #: A file holding the Flower password (``omnimind flower``; ``omnimind up`` makes one).
-    flower_password_file: str = ""
+    flower_password_file: str = setting("FLOWER_PASSWORD_FILE", "")
     #: Qdrant server URL for vector memory; empty: embedded local mode under ``qdrant_path``.
-    qdrant_url: str = ""
-    qdrant_api_key: str = ""
+    qdrant_url: str = setting("QDRANT_URL", "")
+    qdrant_api_key: str = setting("QDRANT_API_KEY", "")
     #: Embedded Qdrant storage folder; empty: ``<data_dir>/qdrant``.
-    qdrant_path: str = ""
+    qdrant_path: str = setting("QDRANT_PATH", "")
     #: Largest JSON-encoded payload (bytes) one memory point may carry.
-    memory_max_payload_bytes: int = 65536
+    memory_max_payload_bytes: int = setting("MEMORY_MAX_PAYLOAD_BYTES", 65536, minimum=1)
     #: Seconds an agent waits for one memory/inference subtask (capped by its own deadline).
-    agent_subtask_timeout: float = 30.0
+    agent_subtask_timeout: float = setting("AGENT_SUBTASK_TIMEOUT", 30.0, minimum=0.01)
     #: Record per-task metrics in workers (signal handlers) and serve /metrics; 0 turns both off.
-    metrics_enabled: bool = True
+    metrics_enabled: bool = setting("METRICS", True)
     #: Parent of the per-worker prometheus-client multiprocess folders; empty: ``<data_dir>/metrics``.
-    metrics_dir: str = ""
+    metrics_dir: str = setting("METRICS_DIR", "")
     #: Worker log lines: "console" (human-readable) or "json" (one object per line).
-    log_format: str = "console"
+    log_format: str = setting("LOG_FORMAT", "console", convert=str.lower)
 
     @property
     def broker_is_amqp(self) -> bool:
@@ -172,76 +189,24 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+        """Settings from ``OMNIMIND_*`` variables: each field's metadata names its variable,
+        type and minimum (see :func:`setting`); an unset variable keeps the field's default."""
         env = os.environ if env is None else env
         get = _Reader(env)
-        broker = get.str("BROKER_URL", DEFAULT_BROKER_URL)
-        limits = {}
-        for queue, default in _DEFAULT_LIMITS.items():
-            hard = get.float(f"{queue.upper()}_TIME_LIMIT", default.hard, minimum=0.001)
-            soft = get.float(f"{queue.upper()}_SOFT_TIME_LIMIT", min(default.soft, hard * 0.9), minimum=0.001)
-            if soft >= hard:
-                raise ConfigError(f"OMNIMIND_{queue.upper()}_SOFT_TIME_LIMIT ({soft}) must be below the hard limit ({hard})")
-            limits[queue] = TimeLimit(soft=soft, hard=hard)
-        settings = cls(
-            broker_url=broker,
-            # A Redis broker keeps the results too; with RabbitMQ they go to OmniMind's Redis.
-            result_backend=get.str("RESULT_BACKEND", broker if _scheme(broker) in REDIS_SCHEMES else get.str("REDIS_URL", broker)),
-            redis_url=get.str("REDIS_URL", broker),
-            node_id=get.str("NODE_ID", "") or None,
-            extra_capabilities=tuple(c for c in get.str("CAPABILITIES", "").split(",") if c.strip()),
-            model_factory=get.str("MODEL_FACTORY", DEFAULT_MODEL_FACTORY),
-            model_input_size=get.int("MODEL_INPUT_SIZE", 16, minimum=1),
-            model_seed=get.int("MODEL_SEED", 0),
-            device=get.str("DEVICE", "auto"),
-            max_batch_size=get.int("MAX_BATCH_SIZE", 1024, minimum=1),
-            batching=get.bool("BATCHING", True),
-            batch_max_size=get.int("BATCH_MAX_SIZE", 64, minimum=1),
-            batch_max_delay_ms=get.float("BATCH_MAX_DELAY_MS", 2.0, minimum=0.0),
-            heartbeat_interval=get.float("HEARTBEAT_INTERVAL", 2.0, minimum=0.05),
-            reconnect_interval=get.float("RECONNECT_INTERVAL", 0.5, minimum=0.01),
-            degraded_load=get.float("DEGRADED_LOAD", 0.9, minimum=0.0),
-            visibility_timeout=get.float("VISIBILITY_TIMEOUT", 3600.0, minimum=1.0),
-            restore_interval=get.float("RESTORE_INTERVAL", 10.0, minimum=0.1),
-            result_expires=get.float("RESULT_EXPIRES", 86400.0, minimum=1.0),
-            limits=limits,
-            experience_maxlen=get.int("EXPERIENCE_MAXLEN", 100_000, minimum=1),
-            learning_rate=get.float("LEARNING_RATE", 0.01, minimum=0.0),
-            learning_loss=get.str("LEARNING_LOSS", "mse"),
-            drift_method=get.str("DRIFT_METHOD", "cusum"),
-            replay_capacity=get.int("REPLAY_CAPACITY", 10_000, minimum=16),
-            checkpoint_every=get.int("CHECKPOINT_EVERY", 20, minimum=1),
-            challenger_publish=get.str("CHALLENGER_PUBLISH", "leader"),
-            learner_torch_threads=get.int("LEARNER_TORCH_THREADS", 1, minimum=1),
-            challenger_window=get.int("CHALLENGER_WINDOW", 256, minimum=1),
-            challenger_check_every=get.int("CHALLENGER_CHECK_EVERY", 128, minimum=1),
-            challenger_tolerance=get.float("CHALLENGER_TOLERANCE", 0.98, minimum=0.0),
-            challenger_min_interval=get.float("CHALLENGER_MIN_INTERVAL", 1.0, minimum=0.0),
-            raft_id=get.str("RAFT_ID", ""),
-            raft_peers=get.str("RAFT_PEERS", ""),
-            raft_secret=get.str("RAFT_SECRET", ""),
-            raft_data_dir=get.str("RAFT_DATA_DIR", ""),
-            retrain_interval=get.float("RETRAIN_INTERVAL", 300.0, minimum=0.1),
-            retrain_window=get.int("RETRAIN_WINDOW", 10_000, minimum=1),
-            drift_retrain_entry=get.str("DRIFT_RETRAIN_ENTRY", "retrain"),
-            drift_retrain_min_gap=get.float("DRIFT_RETRAIN_MIN_GAP", 30.0, minimum=0.0),
-            model_poll_interval=get.float("MODEL_POLL_INTERVAL", 1.0, minimum=0.01),
-            model_keep_versions=get.int("MODEL_KEEP_VERSIONS", 10, minimum=1),
-            task_events=get.bool("TASK_EVENTS", True),
-            metrics_port=get.int("METRICS_PORT", 0, minimum=0),
-            metrics_address=get.str("METRICS_ADDRESS", "0.0.0.0"),
-            data_dir=get.str("DATA_DIR", ".omnimind"),
-            flower_user=get.str("FLOWER_USER", "admin"),
-            flower_password=get.str("FLOWER_PASSWORD", ""),
-            flower_password_file=get.str("FLOWER_PASSWORD_FILE", ""),
-            qdrant_url=get.str("QDRANT_URL", ""),
-            qdrant_api_key=get.str("QDRANT_API_KEY", ""),
-            qdrant_path=get.str("QDRANT_PATH", ""),
-            memory_max_payload_bytes=get.int("MEMORY_MAX_PAYLOAD_BYTES", 65536, minimum=1),
-            agent_subtask_timeout=get.float("AGENT_SUBTASK_TIMEOUT", 30.0, minimum=0.01),
-            metrics_enabled=get.bool("METRICS", True),
-            metrics_dir=get.str("METRICS_DIR", ""),
-            log_format=get.str("LOG_FORMAT", "console").lower(),
-        )
+        values = {}
+        # The URL defaults follow the broker: a Redis broker keeps OmniMind's keys and the
+        # results too; with RabbitMQ the results go to OmniMind's Redis.
+        broker = get.value(_FIELDS["broker_url"], DEFAULT_BROKER_URL)
+        redis_url = get.value(_FIELDS["redis_url"], broker)
+        defaults = {
+            "broker_url": broker,
+            "redis_url": redis_url,
+            "result_backend": broker if _scheme(broker) in REDIS_SCHEMES else redis_url,
+        }
+        for name, f in _FIELDS.items():
+            values[name] = get.value(f, defaults.get(name, f.default))
+        values["limits"] = _limits_from_env(get)
+        settings = cls(**values)
         settings.validate()
         return settings
 
@@ -273,6 +238,20 @@ class Settings:
             raise ConfigError(f"OMNIMIND_LOG_FORMAT must be one of {list(LOG_FORMATS)}, not {self.log_format!r}")
 
 
+#: The fields read from one variable each, in declaration order (``limits`` has one pair per queue).
+_FIELDS = {f.name: f for f in fields(Settings) if "env" in f.metadata}
+
+
+def _limits_from_env(get: "_Reader") -> dict[str, TimeLimit]:
+    limits = {}
+    for queue, default in _DEFAULT_LIMITS.items():
+        hard = get.float(f"{queue.upper()}_TIME_LIMIT", default.hard, minimum=0.001)
+        soft = get.float(f"{queue.upper()}_SOFT_TIME_LIMIT", min(default.soft, hard * 0.9), minimum=0.001)
+        if soft >= hard:
+            raise ConfigError(f"OMNIMIND_{queue.upper()}_SOFT_TIME_LIMIT ({soft}) must be below the hard limit ({hard})")
+        limits[queue] = TimeLimit(soft=soft, hard=hard)
+    return limits
+
 def _scheme(url: str) -> str:
     return url.partition("://")[0].lower()
 
@@ -291,6 +270,19 @@ class _Reader:
 
     def __init__(self, env: Mapping[str, str]) -> None:
         self.env = env
+
+    def value(self, f: Any, default: Any) -> Any:
+        """The value of settings field ``f`` (see :func:`setting`), ``default`` when unset."""
+        meta = f.metadata
+        name, kind = meta["env"], meta["kind"]
+        if kind is bool:
+            return self.bool(name, default)
+        if kind in (int, float):
+            return self._number(name, default, kind, meta["minimum"])
+        if f"OMNIMIND_{name}" not in self.env:
+            return default
+        value = self.str(name, "")
+        return meta["convert"](value) if meta["convert"] else value
 
     def str(self, name: str, default: str) -> str:
         return self.env.get(f"OMNIMIND_{name}", default).strip()

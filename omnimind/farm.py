@@ -39,7 +39,7 @@ RAFT_SECRET_FILE = "raft-secret"
 FLOWER_PASSWORD_FILE = "flower-password"
 #: Held (flock) by the running farm.
 LOCK_FILE = "up.lock"
-MIN_RAFT_SECRET_BYTES = 16  # as workers/raft.py requires
+MIN_RAFT_SECRET_BYTES = 16  # as workers/raft_member.py requires
 
 
 @dataclass(frozen=True)

@@ -53,7 +53,7 @@ _coordinator = None
 
 
 def set_coordinator(member) -> None:
-    """This worker's Raft member (``workers.raft.CoordinatorMember``), or None."""
+    """This worker's Raft member (``workers.raft_member.CoordinatorMember``), or None."""
     global _coordinator
     _coordinator = member
 

@@ -29,7 +29,9 @@ parent's ``Request.on_failure(WorkerLostError)`` then finds the stored SUCCESS
 (``_success_was_stored``) and acknowledges: no redelivery. Use this failpoint
 with ``--pool solo`` or ``--pool threads`` (as the training worker runs).
 
-See ``workers.raft.PAUSE_BEFORE_SEND_ENV`` for the Raft failpoint.
+``OMNIMIND_RAFT_FAILPOINT_PAUSE_BEFORE_SEND="SLOT@PATH"`` pauses a Raft coordinator
+between a dispatch's commit and its send (:func:`parse_pause_failpoint`, :func:`pause_once`;
+``workers.raft_schedule`` calls them).
 """
 from __future__ import annotations
 
@@ -37,16 +39,23 @@ import json
 import logging
 import os
 import signal
+import threading
 from pathlib import Path
 from typing import NamedTuple
 
 from celery import signals
 
 from omnimind.errors import ConfigError
+from omnimind.scaling.raft import RaftConfigError
 
 logger = logging.getLogger(__name__)
 
 KILL_AFTER_RESULT_ENV = "OMNIMIND_FAILPOINT_KILL_AFTER_RESULT"
+#: Fault injection for tests (unset in production): "SLOT@PATH" makes the first
+#: member to reach slot SLOT between commit and send write who it is to PATH
+#: (created exclusively, so it fires once across the cluster) and SIGSTOP
+#: itself there: a deterministic pause in the window the fence exists for.
+PAUSE_BEFORE_SEND_ENV = "OMNIMIND_RAFT_FAILPOINT_PAUSE_BEFORE_SEND"
 _DISPATCH_UID = "omnimind.failpoints.kill_after_result"
 
 
@@ -132,6 +141,38 @@ def _kill_after_result(sender=None, **_) -> None:
         except Exception:
             pass
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+def parse_pause_failpoint(spec: str) -> tuple[int, Path] | None:
+    """``"SLOT@PATH"`` -> ``(SLOT, PATH)``; empty -> None.
+
+    >>> parse_pause_failpoint("3@/tmp/paused.json"), parse_pause_failpoint("")
+    ((3, PosixPath('/tmp/paused.json')), None)
+    """
+    if not spec:
+        return None
+    slot, sep, path = spec.partition("@")
+    if not sep or not slot.strip().isdigit() or not path:
+        raise RaftConfigError(f"{PAUSE_BEFORE_SEND_ENV} must look like SLOT@PATH, not {spec!r}")
+    return int(slot), Path(path)
+
+
+def pause_once(marker: Path, record: dict, entry_name: str, slot: int) -> None:
+    """The Raft failpoint fires: unless another member paused at ``marker`` already, write
+    ``record`` there and SIGSTOP the calling thread (SIGCONT resumes right here)."""
+    try:
+        fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except FileExistsError:
+        return  # another member paused here already
+    with os.fdopen(fd, "w") as out:
+        json.dump(record, out)
+        out.flush()
+        os.fsync(out.fileno())
+    logger.warning("Failpoint: pausing before sending %s slot %d", entry_name, slot)
+    # Directed at this thread, so that it is this thread that stops at once (the
+    # whole process stops with it); a process-directed kill() wakes the main
+    # thread to begin the stop and lets this one run on for a moment.
+    signal.pthread_kill(threading.get_ident(), signal.SIGSTOP)  # SIGCONT resumes right here
 
 
 connect()

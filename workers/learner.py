@@ -42,11 +42,9 @@ from omnimind.models.store import ModelStore
 from omnimind.observability import metrics
 from omnimind.redis_client import redis_client
 from workers import publisher
+from workers.learner_status import VERSIONS_REPORTED, count_learning, learner_summary
 
 logger = logging.getLogger(__name__)
-
-#: Prequential windows kept per model version in the status summary.
-VERSIONS_REPORTED = 5
 
 
 class LearnerService:
@@ -254,16 +252,7 @@ class LearnerService:
         self.gate.champion_changed()
 
     def _count(self, result) -> None:
-        metrics.feedback_samples.inc(result.accepted)
-        metrics.learning_batches_total.inc(result.updates)
-        finite = [loss for loss in result.losses if np.isfinite(loss)]
-        if finite:
-            metrics.learning_loss.set(finite[-1])
-        metrics.drift_detections.inc(len(result.drift_events))
-        metrics.replay_size.set(len(self.system.replay_buffer))
-        diverged = self.system.diverged_steps
-        metrics.learning_divergences.inc(diverged - self._diverged_seen)
-        self._diverged_seen = diverged
+        self._diverged_seen = count_learning(result, self.system, self._diverged_seen)
 
     # ------------------------------------------------------------------ versions
     def adopt(self, version: int, state_dict: dict) -> None:
@@ -301,33 +290,7 @@ class LearnerService:
 
     # -------------------------------------------------------------------- status
     def summary(self) -> dict:
-        system, gate = self.system, self.gate
-        recent = [v for v in sorted(self._by_version)[-VERSIONS_REPORTED:] if self._by_version[v].count > 0]
-        lag = None if self._behind_since is None else time.monotonic() - self._behind_since
-        return {
-            "node_id": self.node_id,
-            "samples": system.samples_seen,
-            "batches": system.batches,
-            "learning_rate": system.config.learning_rate,
-            "lr_boost_remaining": system.lr_boost_remaining,
-            "drift_events": len(system.drift_events),
-            "diverged_steps": system.diverged_steps,
-            "replay_size": len(system.replay_buffer),
-            "model_version": self.version,
-            "prequential": {str(v): self._by_version[v].snapshot() for v in recent},
-            "freshness": {
-                "champion_version": self.champion.number,
-                "champion_loss": gate.champion_loss,
-                "challenger_loss": gate.challenger_loss,
-                "window_samples": gate.window_samples,
-                "publishing": self.settings.challenger_publish == "leader" and publisher.is_leader(),
-                "last_publication": self._last_publication,
-                "last_refusal": self._last_refusal,
-                "refusals": dict(self._refusals),
-                "lag_s": lag,
-                "drift_at_sample": self._drift_at,
-            },
-        }
+        return learner_summary(self)
 
     def checkpoint(self) -> None:
         with self._lock:

@@ -116,7 +116,7 @@ def precreate_known_series(app, node_id: str, queues, capabilities, raft_member:
     reasons on model-serving workers; publication and refusal reasons and the live-window
     loss (NaN until scored) on training workers; drop reasons and the member's election
     counters on Raft members (labelled with the Raft member id, as
-    ``workers.raft`` records them)."""
+    ``workers.raft_status`` records them)."""
     tasks = worker_task_names(app, queues)
     for task in tasks:
         for state in metrics.TASK_STATES:

@@ -1,6 +1,6 @@
 """What a Raft member tells the outside: its status key in Redis and its metrics.
 
-Runs on the member's event loop (:mod:`workers.raft`), every ``STATUS_EVERY_S``;
+Runs on the member's event loop (:mod:`workers.raft_member`), every ``STATUS_EVERY_S``;
 ``omnimind status`` reads the key, Prometheus scrapes the gauges and counters.
 """
 from __future__ import annotations

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+from omnimind.config import DRIFT_METHODS
+
 from .base import DriftMethod
 from .cusum import CusumDriftMethod
 from .river_drift import RIVER_METHODS, RiverDriftMethod
 
 __all__ = ["ConceptDriftDetector", "DRIFT_METHODS"]
-
-DRIFT_METHODS = ("cusum",) + RIVER_METHODS
 
 
 class ConceptDriftDetector:

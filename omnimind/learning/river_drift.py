@@ -5,11 +5,14 @@ from __future__ import annotations
 from collections import deque
 from typing import Any, Mapping
 
+from omnimind.config import DRIFT_METHODS
+
 from .base import DriftMethod
 
 __all__ = ["RiverDriftMethod", "RIVER_METHODS"]
 
-RIVER_METHODS = ("adwin", "page_hinkley", "kswin")
+#: The drift methods river runs (all of ``omnimind.config.DRIFT_METHODS`` but OmniMind's own CUSUM).
+RIVER_METHODS = tuple(m for m in DRIFT_METHODS if m != "cusum")
 
 
 class RiverDriftMethod(DriftMethod):

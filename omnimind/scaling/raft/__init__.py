@@ -1,5 +1,9 @@
-"""OmniMind's Raft: a pure, deterministic core (etcd-io/raft's shape: ``tick``/``step`` produce a ``Ready``),
-durable storage, authenticated transports, and the asyncio ``RaftNode`` runner with the seed's API.
+"""OmniMind's Raft in two layers, as etcd keeps its transport outside the core:
+
+- ``core/``: the pure, deterministic core (etcd-io/raft's shape: ``tick``/``step`` produce a ``Ready``): the
+  roles, the log, progress, messages, the state machine interface and the errors;
+- the runners beside it: the asyncio ``RaftNode`` with the seed's API (``node.py``, with ``proposals.py`` and
+  ``notifications.py``), durable ``storage/``, authenticated ``transport/`` and the ``simulation.py`` cluster.
 
 Wiring a production member (what a worker bootstep does)::
 
@@ -21,22 +25,29 @@ that cannot be bound) raise :class:`RaftConfigError` before the member joins.
 ['follower', 'candidate', 'leader']
 """
 
-from .core import RaftCore
-from .errors import (
-                     InvariantViolation,
-                     MalformedMessage,
-                     NotLeader,
-                     ProposalDropped,
-                     RaftConfigError,
-                     RaftError,
-                     RaftStopped,
-                     StorageCorruptError,
+from .core import (
+                   HardState,
+                   InvariantViolation,
+                   KeyValueStateMachine,
+                   LogEntry,
+                   MalformedMessage,
+                   Message,
+                   MessageType,
+                   NotLeader,
+                   ProposalDropped,
+                   RaftConfigError,
+                   RaftCore,
+                   RaftError,
+                   RaftStopped,
+                   Ready,
+                   Role,
+                   Snapshot,
+                   SoftState,
+                   StateMachine,
+                   StorageCorruptError,
 )
-from .messages import LogEntry, Message, MessageType, Snapshot
 from .node import NodeState, RaftNode
-from .ready import HardState, Ready, Role, SoftState
 from .simulation import SimulatedCluster
-from .state_machine import KeyValueStateMachine, StateMachine
 from .storage import FileStorage, MemoryStorage, PersistedState, RaftStorage
 from .transport import InProcessNetwork, InProcessTransport, RaftTransport, TcpTransport, parse_peer_addresses
 

@@ -18,12 +18,12 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from .core import RaftCore
-from .errors import NotLeader, ProposalDropped, RaftConfigError, RaftError, RaftStopped
-from .messages import LogEntry, Message, Snapshot
+from .core.errors import NotLeader, ProposalDropped, RaftConfigError, RaftError, RaftStopped
+from .core.messages import LogEntry, Message, Snapshot
 from .notifications import LeadershipListener, StateChangeNotifier
 from .proposals import PendingProposals
-from .ready import Role
-from .state_machine import KeyValueStateMachine, StateMachine
+from .core.ready import Role
+from .core.state_machine import KeyValueStateMachine, StateMachine
 from .storage.base import RaftStorage
 from .storage.memory import MemoryStorage
 from .transport.base import RaftTransport

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from .errors import NotLeader
-from .messages import LogEntry
+from .core.errors import NotLeader
+from .core.messages import LogEntry
 
 
 class PendingProposals:

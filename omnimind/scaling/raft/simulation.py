@@ -17,9 +17,9 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from .core import RaftCore
-from .errors import InvariantViolation, ProposalDropped
-from .messages import LogEntry, Message, Snapshot
-from .ready import Role
+from .core.errors import InvariantViolation, ProposalDropped
+from .core.messages import LogEntry, Message, Snapshot
+from .core.ready import Role
 from .storage.memory import MemoryStorage
 from .transport.inprocess import InProcessNetwork
 

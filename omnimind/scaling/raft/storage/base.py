@@ -6,8 +6,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ..messages import LogEntry, Snapshot
-from ..ready import HardState, Ready
+from ..core.messages import LogEntry, Snapshot
+from ..core.ready import HardState, Ready
 
 
 @dataclass(frozen=True)

@@ -27,9 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import InvariantViolation, MalformedMessage, RaftConfigError, StorageCorruptError
-from ..messages import LogEntry, Snapshot
-from ..ready import HardState
+from ..core.errors import InvariantViolation, MalformedMessage, RaftConfigError, StorageCorruptError
+from ..core.messages import LogEntry, Snapshot
+from ..core.ready import HardState
 from .base import PersistedState, RaftStorage
 
 logger = logging.getLogger(__name__)

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ..errors import InvariantViolation
-from ..messages import LogEntry, Snapshot
-from ..ready import HardState
+from ..core.errors import InvariantViolation
+from ..core.messages import LogEntry, Snapshot
+from ..core.ready import HardState
 from .base import PersistedState, RaftStorage
 
 

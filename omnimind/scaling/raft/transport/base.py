@@ -5,7 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 
-from ..messages import Message
+from ..core.messages import Message
 
 #: Called with every message that arrives for this member, on the event loop thread.
 DeliverCallback = Callable[[Message], None]

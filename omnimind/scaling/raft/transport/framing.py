@@ -21,8 +21,8 @@ import hmac
 import json
 import struct
 
-from ..errors import MalformedMessage
-from ..messages import Message, MessageType  # noqa: F401  (MessageType: doctest)
+from ..core.errors import MalformedMessage
+from ..core.messages import Message, MessageType  # noqa: F401  (MessageType: doctest)
 
 LENGTH_PREFIX = struct.Struct(">I")
 MAC_SIZE = hashlib.sha256().digest_size

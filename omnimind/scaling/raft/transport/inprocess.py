@@ -11,8 +11,8 @@ import asyncio
 import random
 import weakref
 
-from ..errors import RaftConfigError
-from ..messages import Message, MessageType  # noqa: F401  (MessageType: doctest)
+from ..core.errors import RaftConfigError
+from ..core.messages import Message, MessageType  # noqa: F401  (MessageType: doctest)
 from .base import DeliverCallback, RaftTransport
 
 

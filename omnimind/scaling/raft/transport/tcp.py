@@ -14,8 +14,8 @@ import logging
 import random
 from collections.abc import Mapping
 
-from ..errors import RaftConfigError
-from ..messages import Message
+from ..core.errors import RaftConfigError
+from ..core.messages import Message
 from .base import DeliverCallback, RaftTransport
 from .framing import LENGTH_PREFIX, MAC_SIZE, FrameRejected, check_length, decode_frame_body, encode_frame
 
@@ -32,7 +32,7 @@ def parse_peer_addresses(spec: str) -> dict[str, Address]:
     >>> parse_peer_addresses("n1=a:1,n1=b:2")
     Traceback (most recent call last):
     ...
-    omnimind.scaling.raft.errors.RaftConfigError: duplicate member id 'n1' in the peer list
+    omnimind.scaling.raft.core.errors.RaftConfigError: duplicate member id 'n1' in the peer list
     """
     peers: dict[str, Address] = {}
     for item in filter(None, (part.strip() for part in spec.split(","))):
@@ -53,7 +53,7 @@ class TcpTransport(RaftTransport):
     >>> TcpTransport("n1", {"n1": ("127.0.0.1", 0)}, secret=b"")
     Traceback (most recent call last):
     ...
-    omnimind.scaling.raft.errors.RaftConfigError: the Raft shared secret must not be empty
+    omnimind.scaling.raft.core.errors.RaftConfigError: the Raft shared secret must not be empty
     """
 
     def __init__(self, node_id: str, peers: Mapping[str, Address], secret: bytes | str, *,

@@ -9,7 +9,7 @@ from .messages import CAMPAIGN_TRANSFER, Message, MessageType
 from .ready import Role
 
 if TYPE_CHECKING:
-    from .core import RaftCore
+    from .raft import RaftCore
 
 
 class VoteResult(enum.Enum):

@@ -28,7 +28,7 @@ class StorageCorruptError(RaftError):
 
 
 class MalformedMessage(RaftError, ValueError):
-    """A wire message could not be decoded into a :class:`~omnimind.scaling.raft.messages.Message`.
+    """A wire message could not be decoded into a :class:`~omnimind.scaling.raft.core.messages.Message`.
 
     >>> isinstance(MalformedMessage("'term' must be a non-negative integer"), ValueError)
     True

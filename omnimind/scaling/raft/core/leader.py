@@ -9,7 +9,7 @@ from .messages import LogEntry, Message, MessageType
 from .progress import Progress, ProgressState
 
 if TYPE_CHECKING:
-    from .core import RaftCore
+    from .raft import RaftCore
 
 
 class LeaderHandlers:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from .messages import LogEntry, Message, Snapshot
 
 if TYPE_CHECKING:
-    from .core import RaftCore
+    from .raft import RaftCore
 
 
 class Role(str, enum.Enum):

@@ -2,7 +2,7 @@
 
 It owns no sockets, clocks, threads or event loop. Time advances through :meth:`RaftCore.tick`, the network
 through :meth:`RaftCore.step`, and everything the outside world must do is collected into a
-:class:`~omnimind.scaling.raft.ready.Ready`. Per-role behaviour lives in the role handler mixins
+:class:`~omnimind.scaling.raft.core.ready.Ready`. Per-role behaviour lives in the role handler mixins
 (``follower.py``, ``election.py``, ``leader.py``); the active handlers are swapped on every role change
 rather than tested with flags.
 """

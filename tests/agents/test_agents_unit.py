@@ -10,7 +10,7 @@ from omnimind.agents.examples import recall_predict_store
 from omnimind.errors import AgentError, AgentTimeout, InvalidInput
 from omnimind.memory import InMemoryVectorMemory
 from omnimind.scaling.balancer import CAPABILITY, DEFAULT_TASK, WorkloadType
-from tests.memory.agent_plugin import write_plugin
+from tests.agents.agent_plugin import write_plugin
 
 
 @pytest.fixture

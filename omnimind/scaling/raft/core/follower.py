@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from .messages import Message, MessageType, Snapshot
 
 if TYPE_CHECKING:
-    from .core import RaftCore
+    from .raft import RaftCore
 
 
 class FollowerHandlers:
@@ -15,7 +15,7 @@ class FollowerHandlers:
 
     >>> import random
     >>> from omnimind.scaling.raft.core import RaftCore
-    >>> from omnimind.scaling.raft.messages import LogEntry
+    >>> from omnimind.scaling.raft.core.messages import LogEntry
     >>> follower = RaftCore("n2", ["n1", "n2"], rng=random.Random(1))
     >>> follower.step(Message(MessageType.APPEND, sender="n1", recipient="n2", term=1,
     ...                       entries=(LogEntry(1, 1, "x"),), commit=1))

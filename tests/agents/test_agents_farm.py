@@ -8,7 +8,7 @@ import pytest
 
 from omnimind.errors import AgentError, AgentTimeout, InvalidInput
 from omnimind.scaling import ClusterLoadBalancer, ServiceRegistry, WorkloadType
-from tests.memory.agent_plugin import write_plugin
+from tests.agents.agent_plugin import write_plugin
 
 
 def run(app, agent, payload=None, timeout=30):

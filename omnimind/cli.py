@@ -85,8 +85,13 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
+#: How long ``omnimind up`` waits for every worker to answer a ping before saying so.
+UP_TIMEOUT_S = 120.0
+
+
 def cmd_up(args) -> int:
-    from omnimind.farm import REDIS_PROCESS, Farm, farm_environment, find_procfile, parse_procfile
+    from omnimind.farm import (REDIS_PROCESS, Farm, farm_environment, find_procfile, parse_procfile,
+                               wait_until_answering, worker_nodenames)
 
     procfile = args.procfile or find_procfile()
     env, embedded = farm_environment(dict(os.environ))
@@ -117,10 +122,15 @@ def cmd_up(args) -> int:
         )
         + f"\nomnimind up: in another shell: export OMNIMIND_BROKER_URL={env['OMNIMIND_BROKER_URL']}"
         + (f" OMNIMIND_REDIS_URL={env['OMNIMIND_REDIS_URL']}" if env.get("OMNIMIND_REDIS_URL") else "")
-        + "; omnimind status"
-        + "\nomnimind up: farm is up, Ctrl-C to stop",
+        + "; omnimind status",
         flush=True,
     )
+    # "Up" means answering: each worker pings back through the broker (its consumer runs).
+    silent = wait_until_answering(env, worker_nodenames(specs), UP_TIMEOUT_S, lambda: stopping or farm.exited())
+    if silent:
+        print(f"omnimind up: no answer yet from {', '.join(silent)}; Ctrl-C to stop", flush=True)
+    elif not (stopping or farm.exited()):
+        print("omnimind up: farm is up, Ctrl-C to stop", flush=True)
     try:
         while not stopping:
             dead = farm.exited()

@@ -279,3 +279,47 @@ def _signal_group(proc: subprocess.Popen, sig: int) -> None:
         os.killpg(proc.pid, sig)
     except ProcessLookupError:
         pass
+
+
+def worker_nodenames(specs: list) -> list[str]:
+    """The Celery node names (``-n``, with ``%h`` and friends expanded as Celery
+    expands them) of the farm's ``celery ... worker`` processes.
+
+    >>> import socket
+    >>> spec = ProcessSpec("inference", "celery -A omnimind worker -Q inference -n inference@%h --pool=threads")
+    >>> worker_nodenames([spec, ProcessSpec("redis", "omnimind redis")]) == [f"inference@{socket.gethostname()}"]
+    True
+    """
+    from celery.utils.nodenames import host_format
+
+    names = []
+    for spec in specs:
+        found = re.search(r"(?:^|\s)(?:-n|--hostname)[= ]?(\S+)", spec.command)
+        if found and re.search(r"\bworker\b", spec.command):
+            names.append(host_format(found.group(1)))
+    return names
+
+
+def wait_until_answering(env: Mapping[str, str], names: list[str], timeout: float, stop) -> list[str]:
+    """Ping the workers ``names`` through the farm's broker until each has answered
+    (or ``timeout`` s, or ``stop()`` is true); returns those that never did."""
+    from celery import Celery
+
+    from omnimind.redelivery import transport_for
+
+    app = Celery("omnimind-up", broker=env["OMNIMIND_BROKER_URL"], set_as_current=False)
+    app.conf.broker_transport = transport_for(env["OMNIMIND_BROKER_URL"])
+    missing = set(names)
+    deadline = time.monotonic() + timeout
+    try:
+        while missing and time.monotonic() < deadline and not stop():
+            try:
+                replies = app.control.ping(destination=sorted(missing), timeout=1.0)
+            except Exception:  # the broker is still starting
+                replies = []
+                time.sleep(0.5)
+            for reply in replies:
+                missing -= set(reply)
+    finally:
+        app.close()
+    return sorted(missing)

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import psutil
 import pytest
+from celery import Celery
 import redis
 
 from omnimind import keys
@@ -66,11 +67,18 @@ class Up:
 
     def wait_up(self) -> str:
         """The broker URL, once the farm says it is up."""
-        wait_until(lambda: "farm is up" in self.text() or self.proc.poll() is not None, timeout=90,
+        wait_until(lambda: "farm is up" in self.text() or self.proc.poll() is not None, timeout=180,
                    message="omnimind up to start")
         assert self.proc.poll() is None, self.text()
         self.broker = re.search(r"broker (redis://\S+)", self.text()).group(1)
         self.client_env = {**self.env, "OMNIMIND_BROKER_URL": self.broker}
+        # "Up" means answering: every worker pings back at once.
+        client = Celery("up-check", broker=self.broker, set_as_current=False)
+        try:
+            replies = client.control.ping(timeout=2.0)
+        finally:
+            client.close()
+        assert {name.split("@")[0] for reply in replies for name in reply} >= WORKERS, replies
         return self.broker
 
     def cli(self, *args, timeout=60):

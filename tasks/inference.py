@@ -34,6 +34,14 @@ def noop() -> None:
     return None
 
 
+@app.task(name="tasks.inference.device_memory", soft_time_limit=_limits.soft, time_limit=_limits.hard)
+def device_memory() -> dict:
+    """A debug probe: the serving process's device memory now (``torch.cuda.memory_allocated``
+    and ``memory_reserved`` in bytes on CUDA, ``None`` on a CPU), its RSS and the version it
+    serves. ``benchmarks/gpu_check.py`` reads it before and after 100 hot swaps."""
+    return {**_serving_runtime().device_memory(), "node_id": node_id()}
+
+
 def _serving_runtime():
     # Imported on first use: it pulls in torch, which memory and agents workers
     # (they import every task module) never need.

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import psutil
 import torch
 
 from omnimind.config import Settings
@@ -112,6 +113,17 @@ class ModelRuntime:
         rows = result.rows.tolist()
         return Prediction(outputs=rows[0] if single else rows, model_version=served.number, single=single,
                           batch_id=result.batch_id, batch_examples=result.batch_examples)
+
+    def device_memory(self) -> dict:
+        """What the serving device holds now, read in this process (the GPU check's
+        "memory freed after swaps"): ``allocated_bytes``/``reserved_bytes`` from
+        ``torch.cuda.memory_allocated``/``memory_reserved`` on CUDA, ``None`` on a CPU
+        (use ``rss_bytes``, this process's resident set, there)."""
+        cuda = self.device.type == "cuda"
+        return {"device": str(self.device), "cuda": cuda, "model_version": self.model_version,
+                "allocated_bytes": int(torch.cuda.memory_allocated(self.device)) if cuda else None,
+                "reserved_bytes": int(torch.cuda.memory_reserved(self.device)) if cuda else None,
+                "rss_bytes": psutil.Process().memory_info().rss}
 
     def _forward(self, key: tuple, rows):
         """One forward pass of ``key``'s version on ``rows`` (a NumPy batch); NumPy output."""

@@ -20,14 +20,17 @@ with the routing key ``inference``.)
 """
 from __future__ import annotations
 
+import importlib
+import time
+
 from celery import Celery
+from celery.signals import before_task_publish, import_modules
+from click import Option
 from kombu import Exchange, Queue
 
-from omnimind.config import QUEUES, Settings, is_amqp_url
+from omnimind.config import QUEUES, is_amqp_url, settings
 from omnimind.reconnect import backend_always_retry, backend_retry_policy, broker_max_retries, broker_options
 from omnimind.redelivery import transport_for
-
-settings = Settings.from_env()
 
 
 def capability_queues(broker_url: str) -> list[Queue]:
@@ -109,7 +112,46 @@ app.conf.update(
     },
 )
 
-# Worker-side wiring (bootsteps, CLI options, signals) lives in ``workers``.
-from workers import install  # noqa: E402  (needs ``app`` defined)
+# Worker-side wiring, through Celery's extension points and without importing
+# ``workers`` here: the bootsteps by name (a worker imports them as it builds its
+# blueprint), its command-line options, and the modules that connect worker signal
+# handlers, imported when a worker loads its task modules (``import_modules``, sent
+# before ``celeryd_init`` and logging set-up).
+WORKER_STEPS = (
+    "workers.observability:MetricsServerStep",
+    "workers.bootsteps:RegistryStep",
+    "workers.redelivery:RedeliveryStep",  # a no-op unless the broker is Redis
+    "workers.bootsteps:ModelWarmupStep",
+    "workers.memory:MemoryLockStep",  # embedded vector memory: one process
+    "workers.bootsteps:LearnerStep",
+    "workers.raft:RaftStep",  # a no-op unless --raft-id is given
+    "workers.time_limits:TimeLimitStep",  # a no-op under prefork
+)
+#: Readiness (/readyz) follows the consumer blueprint: started once it consumes, stopped on a restart.
+CONSUMER_STEPS = ("workers.health:ConsumingStep",)
+WORKER_SIGNAL_MODULES = ("workers.observability", "workers.signals")
 
-install(app)
+app.steps["worker"].update(WORKER_STEPS)
+app.steps["consumer"].update(CONSUMER_STEPS)
+app.user_options["worker"].update([
+    Option(["--metrics-port"], type=int, default=None,
+           help="Serve Prometheus /metrics on this port (0: off). Default: $OMNIMIND_METRICS_PORT."),
+    Option(["--raft-id"], default=None, help="Join the Raft coordinator group as this member id. Default: $OMNIMIND_RAFT_ID."),
+    Option(["--raft-peers"], default=None,
+           help="Every member as id=host:port,... (this one included). Default: $OMNIMIND_RAFT_PEERS."),
+    Option(["--raft-data-dir"], default=None, help="Where term, vote and log are kept. Default: $OMNIMIND_RAFT_DATA_DIR."),
+])
+
+
+@import_modules.connect(weak=False, dispatch_uid="omnimind.worker_signal_modules")
+def _import_worker_signal_modules(sender=None, **_):
+    if sender is app:
+        for module in WORKER_SIGNAL_MODULES:
+            importlib.import_module(module)
+
+
+@before_task_publish.connect(weak=False, dispatch_uid="omnimind.sent_at")
+def _stamp_sent_at(headers=None, **_):
+    # Lets the worker measure queue wait (publish -> start) per queue.
+    if headers is not None:
+        headers.setdefault("omnimind_sent_at", time.time())

@@ -315,3 +315,13 @@ class _Reader:
         if minimum is not None and value < minimum:
             raise ConfigError(f"OMNIMIND_{name} must be at least {minimum}, not {value}")
         return value
+
+
+def __getattr__(name: str):
+    # ``from omnimind.config import settings``: the process's settings, read from the
+    # environment once, on first use (PEP 562), and the same object ever after.
+    if name == "settings":
+        global settings
+        settings = Settings.from_env()
+        return settings
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -11,7 +11,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -37,9 +36,6 @@ TEST_ENV = {
     "OMNIMIND_TASK_EVENTS": "0",
 }
 os.environ.update(TEST_ENV)
-
-# The Celery app first: worker modules import it, and it imports them back.
-import omnimind  # noqa: E402,F401
 
 ROOT = Path(__file__).resolve().parent.parent
 

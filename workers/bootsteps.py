@@ -12,7 +12,7 @@ from celery.signals import worker_process_init
 from celery.worker import state as worker_state
 
 from omnimind import keys
-from omnimind.app import settings
+from omnimind.config import settings
 from omnimind.observability import metrics
 from omnimind.scaling.autoscale import queue_signals, worker_queue_load
 from omnimind.scaling.hardware import detect_hardware

@@ -24,7 +24,7 @@ import socket
 
 from celery import bootsteps
 
-from omnimind.app import settings
+from omnimind.config import settings
 from workers.bootsteps import consumed_queues, is_prefork
 
 logger = logging.getLogger(__name__)

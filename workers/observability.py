@@ -12,7 +12,7 @@ import logging
 from celery import bootsteps
 from celery.signals import worker_process_shutdown
 
-from omnimind.app import settings
+from omnimind.config import settings
 from omnimind.errors import InvalidInput
 from omnimind.observability import logging as log_format
 from omnimind.observability import metrics, multiprocess

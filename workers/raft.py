@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from celery import bootsteps
 
-from omnimind.app import settings
+from omnimind.config import settings
 from omnimind.scaling.raft import RaftConfigError
 from workers import context
 from workers.raft_member import CoordinatorMember, MemberConfig

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from omnimind import keys
-from omnimind.app import settings
+from omnimind.config import settings
 from omnimind.fence import Fence, fence_at
 from omnimind.redis_client import redis_client
 from omnimind.scaling.coordinator import ScheduleStateMachine

@@ -14,7 +14,7 @@ import os
 import threading
 
 from omnimind import keys
-from omnimind.app import settings
+from omnimind.config import settings
 from omnimind.fence import newest_fence_term
 from omnimind.scaling.coordinator import FencedScheduler, NotCoordinator, ScheduleStateMachine
 from omnimind.scaling.raft import ProposalDropped, RaftNode

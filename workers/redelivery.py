@@ -17,7 +17,7 @@ import threading
 from celery import bootsteps
 
 from omnimind import keys
-from omnimind.app import settings
+from omnimind.config import settings
 from omnimind.redelivery import TRANSPORT_PATH, Redelivery, new_holder, set_holder
 from workers.bootsteps import RegistryStep
 from workers import context

@@ -16,7 +16,7 @@ import time
 
 from celery import signals
 
-from omnimind.app import settings
+from omnimind.config import settings
 from omnimind.errors import InvalidInput
 from omnimind.observability import metrics
 from workers import context
@@ -105,13 +105,6 @@ def connect(metrics_enabled: bool = True) -> None:
         signal.disconnect(receiver, dispatch_uid=f"omnimind.metrics.{receiver.__name__}")
     for signal, receiver in on:
         signal.connect(receiver, weak=False, dispatch_uid=f"omnimind.metrics.{receiver.__name__}")
-
-
-@signals.before_task_publish.connect
-def _stamp_sent_at(headers=None, **_):
-    # Lets the worker measure queue wait (publish -> start) per queue.
-    if headers is not None:
-        headers.setdefault("omnimind_sent_at", time.time())
 
 
 connect(settings.metrics_enabled)

@@ -5,7 +5,7 @@ from typing import Any
 
 from omnimind.app import app, settings
 from omnimind.errors import InvalidInput
-from workers.context import node_id
+from workers.context import node_id, serving_runtime
 
 _limits = settings.limits["inference"]
 
@@ -20,7 +20,7 @@ def predict(inputs: Any = None) -> dict:
     forward pass it shared (ids count per serving process) and its size.
     Bad input raises ``omnimind.errors.InvalidInput`` (the worker keeps serving).
     """
-    prediction = _serving_runtime().predict(inputs)
+    prediction = serving_runtime().predict(inputs)
     result = {"outputs": prediction.outputs, "model_version": prediction.model_version, "node_id": node_id()}
     if prediction.batch_id:
         result["batch"] = {"id": prediction.batch_id, "examples": prediction.batch_examples}
@@ -39,12 +39,4 @@ def device_memory() -> dict:
     """A debug probe: the serving process's device memory now (``torch.cuda.memory_allocated``
     and ``memory_reserved`` in bytes on CUDA, ``None`` on a CPU), its RSS and the version it
     serves. ``benchmarks/gpu_check.py`` reads it before and after 100 hot swaps."""
-    return {**_serving_runtime().device_memory(), "node_id": node_id()}
-
-
-def _serving_runtime():
-    # Imported on first use: it pulls in torch, which memory and agents workers
-    # (they import every task module) never need.
-    from workers.model_sync import serving_runtime
-
-    return serving_runtime(settings)
+    return {**serving_runtime().device_memory(), "node_id": node_id()}

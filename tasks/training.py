@@ -14,7 +14,7 @@ from omnimind.redis_client import redis_client
 from omnimind.scaling.dispatch import DispatchGuard
 from omnimind.fence import AUTH_HEADER, FENCE_HEADER, SLOT_HEADER
 from omnimind.validation import as_array, as_examples
-from workers.context import node_id
+from workers.context import node_id, serving_runtime
 from workers import retraining
 from workers.learner import current_learner, get_learner
 
@@ -50,7 +50,7 @@ def learn(self, inputs: Any = None, targets: Any = None) -> dict:
 
     Returns ``{"accepted", "updates", "loss", "drift", "duplicate", "model_version", "node_id"}``.
     """
-    runtime = _serving_runtime()
+    runtime = serving_runtime()
     x, y = validate_feedback(inputs, targets, runtime.example_shape)
     version = runtime.model_version
     learner = get_learner(settings, runtime, node_id())
@@ -84,15 +84,7 @@ def retrain(self, window: int | None = None) -> dict:
                        f" ({verdict.detail})" if verdict.detail else "")
         return {**base, "outcome": verdict.outcome}
     outcome = retraining.retrain(
-        settings, client, _serving_runtime(), current_learner(), fence=verdict.fence, window=window,
+        settings, client, serving_runtime(), current_learner(), fence=verdict.fence, window=window,
         node_id=node_id(), scheduled=verdict.outcome == "accepted",
     )
     return {**base, **outcome}
-
-
-def _serving_runtime():
-    # Imported on first use: it pulls in torch, which memory and agents workers
-    # (they import every task module) never need.
-    from workers.model_sync import serving_runtime
-
-    return serving_runtime(settings)

@@ -75,3 +75,13 @@ def current() -> WorkerContext | None:
 def node_id() -> str:
     """This worker's registry id; outside a worker, the host name."""
     return _context.node_id if _context is not None else socket.gethostname()
+
+
+def serving_runtime():
+    """This process's serving runtime, on the active model version and following it
+    (built on first use). Imported then: it pulls in torch, which memory and agents
+    workers (they import every task module) never need."""
+    from omnimind.config import settings
+    from workers.model_sync import serving_runtime as following
+
+    return following(settings)

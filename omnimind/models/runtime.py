@@ -37,6 +37,7 @@ from omnimind.models.batching import DynamicBatcher
 from omnimind.models.errors import CorruptModel
 from omnimind.models.factory import build_model, select_device
 from omnimind.models.serialization import load_into
+from omnimind.observability import logging as log_format
 from omnimind.observability import metrics
 from omnimind.validation import as_examples
 
@@ -164,4 +165,12 @@ def get_runtime(settings: Settings) -> ModelRuntime:
             # A runtime inherited through fork may hold CUDA state: rebuild.
             _runtime = ModelRuntime(settings)
             _runtime_pid = os.getpid()
+            log_format.set_model_version_source(served_version)
         return _runtime
+
+
+def served_version() -> int | None:
+    """The version this process's runtime serves, None if this process built none
+    (a prefork child before its first request has its parent's, which it does not serve)."""
+    runtime = _runtime
+    return runtime.model_version if runtime is not None and _runtime_pid == os.getpid() else None

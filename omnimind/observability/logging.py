@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import sys
 from datetime import datetime, timezone
 from typing import Callable
 
@@ -54,13 +52,20 @@ def _default_node_id() -> str:
     return node_id()
 
 
+_model_version_source = None
+
+
+def set_model_version_source(source) -> None:
+    """Where log lines read the served model version: a callable returning it, or None
+    while this process serves none (the serving runtime registers itself when built;
+    formatting a line must never build one)."""
+    global _model_version_source
+    _model_version_source = source
+
+
 def _served_model_version() -> int | None:
-    # Only a runtime this process already built: formatting a line must not build one.
-    runtime_module = sys.modules.get("omnimind.models.runtime")
-    if runtime_module is None or getattr(runtime_module, "_runtime_pid", None) != os.getpid():
-        return None
-    runtime = getattr(runtime_module, "_runtime", None)
-    return None if runtime is None else runtime.model_version
+    source = _model_version_source
+    return None if source is None else source()
 
 
 def log_context(record: logging.LogRecord) -> dict:

@@ -37,6 +37,10 @@ def consumed_queues(worker) -> list[str]:
 
 
 def _local_ip() -> str:
+    """The address the registry advertises: OMNIMIND_METRICS_ADDRESS when it names one
+    interface (a host with several, or a network namespace), else the hostname's."""
+    if settings.metrics_address not in ("", "0.0.0.0", "::"):
+        return settings.metrics_address
     try:
         return socket.gethostbyname(socket.gethostname())
     except OSError:

@@ -148,6 +148,7 @@ class CoordinatorMember:
         elif self._schedule is not None:
             self._schedule.stop()  # at once: not one more dispatch from this member
             self._schedule = None
+            logger.info("Raft member %s no longer leads (term %d, leader %s)", self.config.member_id, term, leader_id)
 
     @property
     def is_leader(self) -> bool:

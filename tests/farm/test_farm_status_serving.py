@@ -46,7 +46,8 @@ def test_status_shows_mixed_versions(start_worker, redis_client):
         redis_client.set(keys.model_blob("default", 2), b"garbage" * 10)
     finally:
         b.signal(signal.SIGCONT)
-    wait_until(lambda: store.served_versions()[b.hostname].refused == 2, timeout=30, message="b to refuse v2")
+    # Generous: b resumes from SIGSTOP on a possibly loaded machine, then its follower polls.
+    wait_until(lambda: store.served_versions()[b.hostname].refused == 2, timeout=60, message="b to refuse v2")
 
     def mixed():
         serving = status_json()["serving"]

@@ -25,7 +25,7 @@ import platform
 import time
 
 import numpy as np
-from harness import (free_port, metric_value, percentiles_ms, private_redis, pyplot, save_figure, scrape,
+from harness import (answers, free_port, metric_value, percentiles_ms, private_redis, pyplot, save_figure, scrape,
                      spawn_worker, stop_all, wait_until, write_results)
 
 CONCURRENCY = (1, 4, 16, 64)
@@ -69,7 +69,7 @@ def measure_mode(app, batching: bool, args, inputs) -> dict:
     worker = spawn_worker("bench-batching@%h", "inference", "threads", WORKER_CONCURRENCY, env=env, quiet=True)
     send = lambda: app.send_task("tasks.inference.predict", kwargs={"inputs": inputs[0]})  # noqa: E731
     try:
-        wait_until(lambda: _answers(send), timeout=120, message="worker answers")
+        wait_until(lambda: answers(send), timeout=120, message="worker answers")
         for _ in range(3):
             run_pattern(send, "burst", 16, 64)  # warm-up
         cells = []
@@ -99,14 +99,6 @@ def measure_mode(app, batching: bool, args, inputs) -> dict:
         return out
     finally:
         stop_all(worker)
-
-
-def _answers(send) -> bool:
-    try:
-        send().get(timeout=5)
-        return True
-    except Exception:
-        return False
 
 
 def main() -> int:

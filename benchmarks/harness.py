@@ -164,3 +164,12 @@ def omnimind_up(procfile: Path, run_dir: Path, env: dict | None = None) -> subpr
     return subprocess.Popen([sys.executable, "-m", "omnimind.cli", "up", "--procfile", str(procfile)], cwd=run_dir,
                             env={**os.environ, **(env or {})}, stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True)
+
+
+def answers(send) -> bool:
+    """Whether ``send()`` (a task sent to a worker) gets its result within 5 s."""
+    try:
+        send().get(timeout=5)
+        return True
+    except Exception:
+        return False

@@ -37,8 +37,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-from harness import (ROOT, free_port, metric_value, percentiles_ms, private_redis, scrape, stop_all, wait_until,
+from harness import (ROOT, answers, free_port, metric_value, percentiles_ms, private_redis, scrape, stop_all, wait_until,
                      write_results)
 
 INPUTS = [0.5] * 16
@@ -109,7 +108,7 @@ def measure_turn(app, tree: Path, args, acc: dict) -> None:
     kinds = {"noop": lambda: app.send_task("tasks.inference.noop"),
              "predict": lambda: app.send_task("tasks.inference.predict", kwargs={"inputs": INPUTS})}
     try:
-        wait_until(lambda: _answers(kinds["predict"]), timeout=120, message="worker answers")
+        wait_until(lambda: answers(kinds["predict"]), timeout=120, message="worker answers")
         wait_until(lambda: _scrapes(port), timeout=30, message="metrics page")
         for send in kinds.values():  # warm-up
             run_closed(send, 100)
@@ -133,14 +132,6 @@ def measure_turn(app, tree: Path, args, acc: dict) -> None:
                 acc["burst_n"][kind] += len(latencies)
     finally:
         stop_all(worker)
-
-
-def _answers(send) -> bool:
-    try:
-        send().get(timeout=5)
-        return True
-    except Exception:
-        return False
 
 
 def _scrapes(port: int) -> bool:

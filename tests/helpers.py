@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import socket
 import time
+import urllib.error
 import urllib.request
+from base64 import b64encode
 
 
 def free_port() -> int:
@@ -50,3 +52,17 @@ def metric_value(text: str, name: str, **labels) -> float:
         if all(f'{k}="{v}"' in line for k, v in labels.items()):
             total += float(line.rsplit(" ", 1)[1])
     return total
+
+
+def http_status(url: str, auth: tuple[str, str] | None = None) -> int | None:
+    """The HTTP status of a GET (with basic ``auth``), or None when nothing answers."""
+    request = urllib.request.Request(url)
+    if auth:
+        request.add_header("Authorization", "Basic " + b64encode(f"{auth[0]}:{auth[1]}".encode()).decode())
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except OSError:
+        return None

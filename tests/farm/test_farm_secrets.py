@@ -5,29 +5,14 @@ import io
 import os
 import re
 import stat
-import urllib.error
 import urllib.request
-from base64 import b64encode
 
 import psutil
 import pytest
 
 from omnimind.errors import ConfigError
 from omnimind.farm import FLOWER_PASSWORD_FILE, Farm, farm_environment, find_procfile, flower_basic_auth, parse_procfile
-from tests.helpers import free_port, metric_value, wait_until
-
-
-def http_status(url, auth=None):
-    request = urllib.request.Request(url)
-    if auth:
-        request.add_header("Authorization", "Basic " + b64encode(f"{auth[0]}:{auth[1]}".encode()).decode())
-    try:
-        with urllib.request.urlopen(request, timeout=5) as response:
-            return response.status
-    except urllib.error.HTTPError as exc:
-        return exc.code
-    except OSError:
-        return None
+from tests.helpers import free_port, http_status, metric_value, wait_until
 
 
 def user_env(**extra):

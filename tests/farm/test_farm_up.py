@@ -10,9 +10,6 @@ import stat
 import subprocess
 import sys
 import threading
-import urllib.error
-import urllib.request
-from base64 import b64encode
 from pathlib import Path
 
 import numpy as np
@@ -24,24 +21,11 @@ import redis
 from omnimind import keys
 from omnimind.errors import ConfigError
 from omnimind.farm import FLOWER_PASSWORD_FILE, RAFT_SECRET_FILE, farm_environment
-from tests.helpers import free_port, wait_until
+from tests.helpers import free_port, http_status, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 OMNIMIND = [sys.executable, "-m", "omnimind.cli"]
 WORKERS = {"inference", "training", "memory", "agents"}
-
-
-def http_status(url, auth=None):
-    request = urllib.request.Request(url)
-    if auth:
-        request.add_header("Authorization", "Basic " + b64encode(f"{auth[0]}:{auth[1]}".encode()).decode())
-    try:
-        with urllib.request.urlopen(request, timeout=5) as response:
-            return response.status
-    except urllib.error.HTTPError as exc:
-        return exc.code
-    except OSError:
-        return None
 
 
 def user_env(**extra):

@@ -12,65 +12,10 @@ from typing import Any
 import redis
 
 from omnimind import keys
+from omnimind.lua import source
 from omnimind.scaling.node import NodeInfo, from_timestamp
 from omnimind.scaling.registry_store.base import RegistryStore
 
-_NOW = "local t = redis.call('TIME') local now = tonumber(t[1]) + tonumber(t[2]) / 1000000 "
-
-# KEYS: node hash, nodes zset, capabilities set
-# ARGV: node id, ttl seconds, capability-key prefix, info json, hardware json, capability...
-_REGISTER = _NOW + """
-redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], 'info', ARGV[4], 'hardware', ARGV[5], 'registered_at', now,
-           'heartbeat_at', now, 'load_factor', 0, 'latency_ms', 0)
-redis.call('EXPIRE', KEYS[1], ARGV[2])
-redis.call('ZADD', KEYS[2], now, ARGV[1])
-for _, cap in ipairs(redis.call('SMEMBERS', KEYS[3])) do redis.call('SREM', ARGV[3] .. cap, ARGV[1]) end
-for i = 6, #ARGV do
-  redis.call('SADD', KEYS[3], ARGV[i])
-  redis.call('SADD', ARGV[3] .. ARGV[i], ARGV[1])
-end
-return tostring(now)
-"""
-
-# KEYS: node hash, nodes zset;  ARGV: node id, ttl, load, latency, hardware json or '', queue load json or ''
-_HEARTBEAT = _NOW + """
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-redis.call('HSET', KEYS[1], 'heartbeat_at', now, 'load_factor', ARGV[3], 'latency_ms', ARGV[4])
-if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'hardware', ARGV[5]) end
-if ARGV[6] and ARGV[6] ~= '' then redis.call('HSET', KEYS[1], 'queue_load', ARGV[6]) end
-redis.call('EXPIRE', KEYS[1], ARGV[2])
-redis.call('ZADD', KEYS[2], now, ARGV[1])
-return 1
-"""
-
-# KEYS: node hash, nodes zset, capabilities set;  ARGV: node id, capability-key prefix
-_DEREGISTER = """
-for _, cap in ipairs(redis.call('SMEMBERS', KEYS[3])) do redis.call('SREM', ARGV[2] .. cap, ARGV[1]) end
-redis.call('ZREM', KEYS[2], ARGV[1])
-redis.call('DEL', KEYS[1])
-return 1
-"""
-
-# KEYS: nodes zset, capabilities set;  ARGV: node-key prefix, capability-key prefix
-# Returns now, then 8 values per live node (id, then its fields); prunes ids whose hash expired.
-_SNAPSHOT = _NOW + """
-local out = {tostring(now)}
-local caps = nil
-for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
-  local h = redis.call('HMGET', ARGV[1] .. id, 'info', 'hardware', 'registered_at', 'heartbeat_at', 'load_factor',
-                       'latency_ms', 'queue_load')
-  if h[1] then
-    table.insert(out, id)
-    for i = 1, 7 do table.insert(out, h[i] or '') end
-  else
-    redis.call('ZREM', KEYS[1], id)
-    caps = caps or redis.call('SMEMBERS', KEYS[2])
-    for _, cap in ipairs(caps) do redis.call('SREM', ARGV[2] .. cap, id) end
-  end
-end
-return out
-"""
 
 
 class RedisRegistryStore(RegistryStore):
@@ -80,10 +25,10 @@ class RedisRegistryStore(RegistryStore):
     def __init__(self, client: redis.Redis, expire_after: float = 60.0) -> None:
         self.client = client
         self.expire_after = expire_after
-        self._register = client.register_script(_REGISTER)
-        self._heartbeat = client.register_script(_HEARTBEAT)
-        self._deregister = client.register_script(_DEREGISTER)
-        self._snapshot = client.register_script(_SNAPSHOT)
+        self._register = client.register_script(source("registry_register"))
+        self._heartbeat = client.register_script(source("registry_heartbeat"))
+        self._deregister = client.register_script(source("registry_deregister"))
+        self._snapshot = client.register_script(source("registry_snapshot"))
 
     @property
     def _ttl(self) -> int:

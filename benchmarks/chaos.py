@@ -142,7 +142,7 @@ def run(args) -> dict:
         for name in INFERENCE + MEMBERS:
             farm.start(name)
         deadline = time.monotonic() + 90
-        while not (len(app.control.ping(timeout=1.0)) >= 5 and leader(client, keys)):
+        while not (len(app.control.ping(timeout=1.0)) >= 5 and leader(client)):
             if time.monotonic() > deadline:
                 raise SystemExit("the farm did not come up")
 
@@ -184,7 +184,7 @@ def run(args) -> dict:
             time.sleep(10)
             farm.start(victim)
             time.sleep(GAP_S - 10)
-        member = leader(client, keys)
+        member = leader(client)
         t = time.time()
         farm.kill(member)
         faults.append({"fault": "kill_leader", "worker": member, "at": t})
@@ -220,9 +220,10 @@ def run(args) -> dict:
     return analyse(args, sent, done, unacked, queued, slots, faults, farm.logs)
 
 
-def leader(client, keys):
-    states = [json.loads(raw) for raw in client.mget([keys.raft_member(m) for m in MEMBERS]) if raw]
-    leaders = [s for s in states if s["state"] == "leader"]
+def leader(client):
+    from omnimind.status import raft_members
+
+    leaders = [s for s in raft_members(client).values() if s["state"] == "leader"]
     return max(leaders, key=lambda s: s["term"])["member_id"] if leaders else None
 
 

@@ -52,16 +52,12 @@ def main() -> int:
     import redis
 
     from omnimind import keys
+    from omnimind.status import raft_members
 
     client = redis.Redis(port=port)
 
     def statuses():
-        out = {}
-        for m in MEMBERS:
-            raw = client.get(keys.raft_member(m))
-            if raw:
-                out[m] = json.loads(raw)
-        return out
+        return raft_members(client)
 
     def wait(predicate, timeout=60.0):
         return wait_until(predicate, timeout=timeout, interval=0.005, message="condition")

@@ -305,10 +305,7 @@ def wait_until_answering(env: Mapping[str, str], names: list[str], timeout: floa
     (or ``timeout`` s, or ``stop()`` is true); returns those that never did."""
     from celery import Celery
 
-    from omnimind.redelivery import transport_for
-
     app = Celery("omnimind-up", broker=env["OMNIMIND_BROKER_URL"], set_as_current=False)
-    app.conf.broker_transport = transport_for(env["OMNIMIND_BROKER_URL"])
     missing = set(names)
     deadline = time.monotonic() + timeout
     try:

@@ -81,8 +81,13 @@ def read_status(settings: Settings, client: redis.Redis | None = None) -> FarmSt
         depths,
         client.xlen(keys.EXPERIENCE),
         _json_values(client, keys.learner_status_pattern()),
-        _json_values(client, keys.raft_member_pattern()),
+        list(raft_members(client).values()),
     )
+
+
+def raft_members(client: redis.Redis) -> dict[str, dict]:
+    """The status each running Raft member last published (``workers/raft_status.py``), by member id."""
+    return {status["member_id"]: status for status in _json_values(client, keys.raft_member_pattern())}
 
 
 def _json_values(client: redis.Redis, pattern: str) -> list[dict]:

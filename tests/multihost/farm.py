@@ -13,7 +13,6 @@ Used by ``tests/multihost/`` and ``benchmarks/partition.py``.
 """
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -190,15 +189,10 @@ class Farm:
 
     # --- what the members say -------------------------------------------------------------
     def statuses(self, client=None) -> dict:
-        from omnimind import keys
+        from omnimind.status import raft_members
 
         client = client or self.__dict__.setdefault("_status_client", self.redis())
-        out = {}
-        for member in MEMBERS:
-            raw = client.get(keys.raft_member(member))
-            if raw:
-                out[member] = json.loads(raw)
-        return out
+        return {m: s for m, s in raft_members(client).items() if m in MEMBERS}
 
     def leader(self, among=MEMBERS, above_term: int = -1):
         """The status of the newest-term member that says it leads, among ``among``."""

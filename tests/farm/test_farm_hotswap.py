@@ -3,6 +3,7 @@ import threading
 
 import numpy as np
 import pytest
+from celery.exceptions import TimeoutError as ResultTimeout
 import torch
 
 from omnimind import keys
@@ -72,7 +73,16 @@ def test_ten_publishes_under_load_fail_no_request(start_worker, celery_app, redi
         assert versions == sorted(versions), f"{node} went backwards for client {number}"
         # Every answer came from exactly the version it names (never half-loaded weights).
         assert all(v == 0 or out == pytest.approx(float(v)) for v, out in answers)
-    wait_until(lambda: set(served_versions(celery_app, workers).values()) == {10}, message="all on v10")
+
+    def all_on_v10():
+        # A probe through a worker's direct queue went unanswered once in five full CI runs
+        # (being investigated, see the session note): probe again rather than wait forever.
+        try:
+            return set(served_versions(celery_app, workers).values()) == {10}
+        except ResultTimeout:
+            return False
+
+    wait_until(all_on_v10, timeout=90, message="all on v10")
 
 
 def test_bad_blob_and_stale_fence_keep_the_old_version(start_worker, celery_app, redis_client):

@@ -3,7 +3,6 @@ import threading
 
 import numpy as np
 import pytest
-from celery.exceptions import TimeoutError as ResultTimeout
 import torch
 
 from omnimind import keys
@@ -11,6 +10,7 @@ from omnimind.app import settings
 from omnimind.models.errors import StaleFence
 from omnimind.models.factory import build_model
 from omnimind.models.store import ModelStore
+from tests.conftest import client_app
 from tests.helpers import free_port, metric_value, scrape, wait_until
 
 GOOD = [0.25] * 16
@@ -34,9 +34,31 @@ def predict(app, **options):
 
 
 def served_versions(app, workers):
+    """The version each worker serves, asked through its own direct queue.
+
+    Answers are polled from the result backend (a GET each), not awaited through
+    its pub/sub, so a probe that times out means the worker never answered; the
+    message then says where the request is."""
     from celery.utils.nodenames import worker_direct
 
-    return {w.hostname: predict(app, queue=worker_direct(w.hostname))["model_version"] for w in workers}
+    sent = {w.hostname: app.send_task("tasks.inference.predict", kwargs={"inputs": GOOD},
+                                      queue=worker_direct(w.hostname)) for w in workers}
+    try:
+        wait_until(lambda: all(r.ready() for r in sent.values()), timeout=30, message="direct-queue answers")
+    except AssertionError:
+        raise AssertionError(unanswered(app, workers, sent)) from None
+    return {host: r.get(timeout=1)["model_version"] for host, r in sent.items()}
+
+
+def unanswered(app, workers, sent) -> str:
+    import redis
+
+    client = redis.Redis.from_url(app.conf.broker_url)
+    lists = {k.decode(): client.llen(k) for k in client.keys("*dq2*") if client.type(k) == b"list"}
+    states = {host: r.state for host, r in sent.items()}
+    logs = "\n".join(f"--- {w.hostname}\n{w.output()[-2500:]}" for w in workers)
+    return (f"no answer in 30 s: states {states}, dq2 lists {lists}, "
+            f"{client.hlen(KOMBU_UNACKED)} unacked\n{logs}")
 
 
 def test_ten_publishes_under_load_fail_no_request(start_worker, celery_app, redis_client):
@@ -46,18 +68,25 @@ def test_ten_publishes_under_load_fail_no_request(start_worker, celery_app, redi
     failures, seen = [], {}
 
     def client(number):
+        # Each client thread its own app (its own result connection), as separate clients are.
+        app = client_app(celery_app.conf.broker_url)
         while not stop.is_set():
             try:
-                out = predict(celery_app)
+                out = predict(app)
                 # Per client (sequential requests) and worker, a later request starts later.
                 seen.setdefault((number, out["node_id"]), []).append((out["model_version"], out["outputs"][0]))
             except Exception as exc:  # any failure fails the test
                 failures.append(repr(exc))
+        app.close()
 
     threads = [threading.Thread(target=client, args=(n,)) for n in range(3)]
     for t in threads:
         t.start()
     try:
+        # Both workers serve before the first publish: the second one has just started, and
+        # the whole publish loop below can take less than a second.
+        wait_until(lambda: {node for _, node in seen} == {w.hostname for w in workers}, timeout=30,
+                   message="traffic on both workers")
         for version in range(1, 11):
             published = store.publish(weights(float(version)), {"validation_loss": 0.1}, fence=(1, version))
             assert published.version == version
@@ -74,15 +103,7 @@ def test_ten_publishes_under_load_fail_no_request(start_worker, celery_app, redi
         # Every answer came from exactly the version it names (never half-loaded weights).
         assert all(v == 0 or out == pytest.approx(float(v)) for v, out in answers)
 
-    def all_on_v10():
-        # A probe through a worker's direct queue went unanswered once in five full CI runs
-        # (being investigated, see the session note): probe again rather than wait forever.
-        try:
-            return set(served_versions(celery_app, workers).values()) == {10}
-        except ResultTimeout:
-            return False
-
-    wait_until(all_on_v10, timeout=90, message="all on v10")
+    wait_until(lambda: set(served_versions(celery_app, workers).values()) == {10}, message="all on v10")
 
 
 def test_bad_blob_and_stale_fence_keep_the_old_version(start_worker, celery_app, redis_client):

@@ -154,6 +154,9 @@ class Channel(kombu_redis.Channel):
     QoS = HolderQoS
     #: At most this many tokens wait on a doorbell (a farm with no worker for a while).
     doorbell_max = 1024
+    #: A doorbell nobody waits on (a control command's reply queue) expires: tokens are only
+    #: wake-ups, and the worker's 1 s timeout finds any message whose token is gone.
+    doorbell_ttl_ms = 60_000
     _take_next = True  # the next command: a take (else: wait on the doorbells)
     _waiting = False  # the outstanding command is the doorbell wait
     _taken_tag = None  # recorded by the take script: the QoS need not write it again
@@ -165,6 +168,7 @@ class Channel(kombu_redis.Channel):
             super()._put(queue, message, **kwargs)
             batch.add("lpush", bell, 1)
             batch.add("ltrim", bell, 0, self.doorbell_max - 1)
+            batch.add("pexpire", bell, self.doorbell_ttl_ms)
             return
         expiring = bool(self._expires and queue in self._expires)
         if expiring:
@@ -173,7 +177,7 @@ class Channel(kombu_redis.Channel):
             pipe = client.pipeline(transaction=False)
             if not expiring:  # the message and its doorbell in one round trip
                 pipe.lpush(self._q_for_pri(queue, self._get_message_priority(message, reverse=False)), dumps(message))
-            pipe.lpush(bell, 1).ltrim(bell, 0, self.doorbell_max - 1).execute()
+            pipe.lpush(bell, 1).ltrim(bell, 0, self.doorbell_max - 1).pexpire(bell, self.doorbell_ttl_ms).execute()
 
     def _brpop_start(self, timeout=None):
         holder = _holder

@@ -21,6 +21,8 @@ from typing import Iterator
 
 import numpy as np
 
+from omnimind import keys
+
 STREAMS = ("mean_shift", "sea", "hyperplane", "agrawal")
 
 # Agrawal's numeric ranges, to scale its features into roughly [0, 1].
@@ -92,8 +94,6 @@ def run_demo(app, settings, stream_name: str, batches: int, batch_size: int, out
              echo=print) -> dict:
     """Send the stream to the farm's learner; returns the trace and writes ``out`` (PNG)."""
     import redis
-
-    from omnimind import keys
 
     stream = make_stream(stream_name, settings.model_input_size, batches * batch_size, seed)
     client = redis.Redis.from_url(settings.redis_url)

@@ -20,6 +20,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from omnimind.config import Settings
 from omnimind.errors import ConfigError
 
 #: Sub-folder of the data dir that a persistent embedded Redis writes to.
@@ -53,8 +54,6 @@ def free_port() -> int:
 def persistent_dir(data_dir: str | None = None) -> Path:
     """Where a persistent embedded Redis keeps its files (created, absolute)."""
     if data_dir is None:
-        from omnimind.config import Settings
-
         data_dir = os.path.join(Settings.from_env().data_dir, REDIS_SUBDIR)
     path = Path(data_dir).resolve()
     path.mkdir(parents=True, exist_ok=True)

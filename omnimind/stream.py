@@ -25,6 +25,8 @@ from typing import Callable, Iterator
 
 import numpy as np
 
+from omnimind import keys
+
 STREAMS = ("abrupt", "gradual", "recurring", "friedman")
 NOISE = 0.1  # standard deviation of the label noise of the linear concepts
 
@@ -237,8 +239,6 @@ class StreamDriver:
                 self.batches[key].append(value)
 
     def _status(self) -> dict:
-        from omnimind import keys
-
         raw = self.client.get(keys.learner_status(self.node_id)) if self.node_id else None
         return json.loads(raw) if raw else {}
 

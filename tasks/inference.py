@@ -5,7 +5,8 @@ from typing import Any
 
 from omnimind.app import app, settings
 from omnimind.errors import InvalidInput
-from workers.context import node_id, serving_runtime
+from workers.context import node_id
+from workers.services import serving_runtime
 
 _limits = settings.limits["inference"]
 

@@ -14,9 +14,9 @@ from omnimind.redis_client import redis_client
 from omnimind.scaling.dispatch import DispatchGuard
 from omnimind.fence import AUTH_HEADER, FENCE_HEADER, SLOT_HEADER
 from omnimind.validation import as_array, as_examples
-from workers.context import node_id, serving_runtime
+from workers.context import node_id
+from workers.services import current_learner, learner as online_learner, serving_runtime
 from workers import retraining
-from workers.learner import current_learner, get_learner
 
 _limits = settings.limits["training"]
 logger = logging.getLogger(__name__)
@@ -53,7 +53,7 @@ def learn(self, inputs: Any = None, targets: Any = None) -> dict:
     runtime = serving_runtime()
     x, y = validate_feedback(inputs, targets, runtime.example_shape)
     version = runtime.model_version
-    learner = get_learner(settings, runtime, node_id())
+    learner = online_learner()
     try:
         outcome = learner.learn(x, y, version, self.request.id or uuid.uuid4().hex)
     except InvalidFeedback as exc:

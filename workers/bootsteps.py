@@ -20,7 +20,8 @@ from omnimind.scaling.node import NodeInfo
 from omnimind.scaling.registry import ServiceRegistry
 from omnimind.redis_client import redis_client
 from omnimind.queue_depths import BrokerQueueDepths
-from workers import context
+from workers import context, services
+from workers.services import consumed_queues, is_prefork
 
 logger = logging.getLogger(__name__)
 
@@ -28,12 +29,6 @@ logger = logging.getLogger(__name__)
 HARDWARE_EVERY = 5
 #: Publish cluster-wide gauges (node count, queue depths) every this many heartbeats.
 CLUSTER_GAUGES_EVERY = 5
-
-
-def consumed_queues(worker) -> list[str]:
-    """The capability queues this worker was started with (``-Q``)."""
-    queues = worker.app.amqp.queues.consume_from or worker.app.amqp.queues
-    return sorted(name for name in queues if not name.endswith(".dq2"))
 
 
 def _local_ip() -> str:
@@ -167,10 +162,7 @@ def _serves_model() -> bool:
 
 
 def warm_model() -> None:
-    # Imported here: it pulls in torch, which workers without a model never need.
-    from workers.model_sync import serving_runtime
-
-    runtime = serving_runtime(settings)
+    runtime = services.serving_runtime()
     metrics.model_version.labels(node_id=context.node_id()).set(runtime.model_version)
     logger.info("Model v%d ready on %s", runtime.model_version, runtime.device)
 
@@ -190,9 +182,7 @@ class ModelWarmupStep(bootsteps.StartStopStep):
             warm_model()
 
     def stop(self, worker):
-        from workers.model_sync import stop_following
-
-        stop_following()
+        services.stop_following()
 
 
 class LearnerStep(bootsteps.StartStopStep):
@@ -217,12 +207,10 @@ class LearnerStep(bootsteps.StartStopStep):
 
     def start(self, worker):
         if self.enabled and not is_prefork(worker):
-            self._learner()
+            services.learner()
 
     def stop(self, worker):
-        from workers.learner import current_learner
-
-        learner = current_learner()
+        learner = services.current_learner()
         if learner is None:
             return
         try:
@@ -230,18 +218,6 @@ class LearnerStep(bootsteps.StartStopStep):
             logger.info("Learner checkpointed to %s", learner.checkpoint_dir)
         except Exception as exc:  # shutdown goes on; the last periodic checkpoint stays
             logger.error("Learner checkpoint at shutdown failed: %s", exc)
-
-    def _learner(self):
-        from workers.learner import get_learner
-        from workers.model_sync import serving_runtime
-
-        return get_learner(settings, serving_runtime(settings), context.node_id())
-
-
-def is_prefork(worker) -> bool:
-    pool = worker.pool_cls
-    name = pool if isinstance(pool, str) else getattr(pool, "__module__", "")
-    return "prefork" in name
 
 
 @worker_process_init.connect

@@ -10,6 +10,8 @@ import socket
 import time
 from dataclasses import dataclass, field
 
+from omnimind.observability import logging as log_format
+
 
 class LatencyTracker:
     """Exponentially weighted mean task latency, shared with forked children.
@@ -49,23 +51,10 @@ class WorkerContext:
 _context: WorkerContext | None = None
 
 
-_coordinator = None
-
-
-def set_coordinator(member) -> None:
-    """This worker's Raft member (``workers.raft_member.CoordinatorMember``), or None."""
-    global _coordinator
-    _coordinator = member
-
-
-def coordinator():
-    """This worker's Raft member, if it is one (the learner publishes only through it)."""
-    return _coordinator
-
-
 def set_context(context: WorkerContext) -> None:
     global _context
     _context = context
+    log_format.set_node_id_source(node_id)
 
 
 def current() -> WorkerContext | None:
@@ -75,13 +64,3 @@ def current() -> WorkerContext | None:
 def node_id() -> str:
     """This worker's registry id; outside a worker, the host name."""
     return _context.node_id if _context is not None else socket.gethostname()
-
-
-def serving_runtime():
-    """This process's serving runtime, on the active model version and following it
-    (built on first use). Imported then: it pulls in torch, which memory and agents
-    workers (they import every task module) never need."""
-    from omnimind.config import settings
-    from workers.model_sync import serving_runtime as following
-
-    return following(settings)

@@ -8,7 +8,7 @@ Facts come through Celery's extension points only:
   connection (the blueprint stops its steps, reconnects, and starts them again);
 * the model: ``omnimind_model_at_active`` over the worker's multiprocess metric
   files (every pool process that serves a model records it when it syncs);
-* the Raft member, through ``workers.context.coordinator()`` (set by ``RaftStep``).
+* the Raft member, through ``workers.services.coordinator()`` (set by ``RaftStep``).
 
 The HTTP server (one thread, started by ``MetricsServerStep.start``) serves
 them next to ``/metrics``.
@@ -23,6 +23,7 @@ from celery import bootsteps
 
 from omnimind import health
 from omnimind.observability import metrics, multiprocess
+from workers import services
 
 logger = logging.getLogger(__name__)
 
@@ -84,9 +85,7 @@ def readiness(expected_queues, serves_model: bool, raft_member: str | None, path
         checks.append(health.model_check(min(at_active.values()) if at_active else None,
                                          max(version.values()) if version else None))
     if raft_member:
-        from workers import context
-
-        member = context.coordinator()
+        member = services.coordinator()
         node = getattr(member, "node", None)
         checks.append(health.raft_check(node.status() if node is not None else None))
     return health.readiness(checks)

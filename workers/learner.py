@@ -40,7 +40,6 @@ from omnimind.learning import (
 from omnimind.models.runtime import ModelRuntime
 from omnimind.models.store import ModelStore
 from omnimind.observability import metrics
-from omnimind.redis_client import redis_client
 from workers import publisher
 from workers.learner_status import VERSIONS_REPORTED, count_learning, learner_summary
 
@@ -300,20 +299,3 @@ class LearnerService:
         # The served version the learner descends from travels inside the system's state.
         save_checkpoint(self.checkpoint_dir, {"system": self.system.state_dict()})
         self._checkpointed_at = self.system.batches
-
-
-_service: LearnerService | None = None
-_service_lock = threading.Lock()
-
-
-def get_learner(settings: Settings, runtime: ModelRuntime, node_id: str) -> LearnerService:
-    global _service
-    with _service_lock:
-        if _service is None:
-            torch.set_num_threads(settings.learner_torch_threads)  # the training worker's own process
-            _service = LearnerService(settings, runtime, redis_client(settings.redis_url), node_id)
-        return _service
-
-
-def current_learner() -> LearnerService | None:
-    return _service

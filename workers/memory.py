@@ -25,7 +25,7 @@ import socket
 from celery import bootsteps
 
 from omnimind.config import settings
-from workers.bootsteps import consumed_queues, is_prefork
+from workers.services import consumed_queues, is_prefork
 
 logger = logging.getLogger(__name__)
 

@@ -25,13 +25,11 @@ from typing import Callable
 
 import redis
 
-from omnimind.config import Settings
 from omnimind.models.errors import ModelStoreError
 from omnimind.models.metadata import ServedVersion
-from omnimind.models.runtime import ModelRuntime, get_runtime
+from omnimind.models.runtime import ModelRuntime
 from omnimind.models.store import ModelStore
 from omnimind.observability import metrics
-from omnimind.redis_client import redis_client
 from workers import context
 
 logger = logging.getLogger(__name__)
@@ -202,42 +200,3 @@ class ModelFollower:
                         pubsub.close()
                     except Exception:
                         pass
-
-
-_follower: ModelFollower | None = None
-_follower_lock = threading.Lock()
-
-
-def serving_runtime(settings: Settings) -> ModelRuntime:
-    """This process's runtime, on the active version before it serves its first
-    request, with a follower thread keeping it there."""
-    global _follower
-    runtime = get_runtime(settings)
-    if _follower is not None and _follower.runtime is runtime:
-        return runtime
-    with _follower_lock:
-        if _follower is None or _follower.runtime is not runtime:  # first use, or a new process after fork
-            store = ModelStore(redis_client(settings.redis_url), producer=context.node_id())
-            follower = ModelFollower(runtime, store, settings.model_poll_interval, on_swap=_tell_learner,
-                                     max_backoff=settings.reconnect_interval)
-            try:
-                follower.sync()
-            except Exception as exc:  # serve what we have; the follower thread catches up
-                logger.warning("Could not load the active model version at start: %s", exc)
-            follower.start()
-            _follower = follower
-    return runtime
-
-
-def stop_following() -> None:
-    """Stop this process's follower thread (warm shutdown)."""
-    if _follower is not None:
-        _follower.stop()
-
-
-def _tell_learner(version: int, state_dict: dict) -> None:
-    from workers.learner import current_learner
-
-    learner = current_learner()
-    if learner is not None:
-        learner.adopt(version, state_dict)

@@ -15,7 +15,10 @@ from celery.signals import worker_process_shutdown
 from omnimind.config import settings
 from omnimind.errors import InvalidInput
 from omnimind.observability import logging as log_format
+from omnimind.health import health_app
 from omnimind.observability import metrics, multiprocess
+from workers import context, health
+from workers.services import consumed_queues
 
 logger = logging.getLogger(__name__)
 
@@ -51,10 +54,6 @@ class MetricsServerStep(bootsteps.StartStopStep):
         if not self.port:
             return
         from prometheus_client import make_wsgi_app
-
-        from omnimind.health import health_app
-        from workers import context, health
-        from workers.bootsteps import consumed_queues
 
         ctx = context.current()
         queues = consumed_queues(worker)

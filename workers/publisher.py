@@ -22,7 +22,7 @@ from omnimind.fence import Fence
 from omnimind.models.metadata import PublishedVersion
 from omnimind.models.store import ModelStore
 from omnimind.observability import metrics
-from workers import context
+from workers import services
 
 logger = logging.getLogger(__name__)
 
@@ -37,14 +37,14 @@ class PublicationRefused(Exception):
 
 def is_leader() -> bool:
     """Whether this worker's Raft member (if it has one) leads now."""
-    member = context.coordinator()
+    member = services.coordinator()
     return member is not None and member.is_leader
 
 
 def leader_fence() -> Fence:
     """A fence of this worker's Raft member, freshly committed; raises
     ``PublicationRefused("not_leader")`` when this worker is not the leader."""
-    member = context.coordinator()
+    member = services.coordinator()
     if member is None:
         raise PublicationRefused("not_leader", "this worker is not a Raft member")
     fence = member.publication_fence()

@@ -17,7 +17,7 @@ from celery import bootsteps
 
 from omnimind.config import settings
 from omnimind.scaling.raft import RaftConfigError
-from workers import context
+from workers import services
 from workers.raft_member import CoordinatorMember, MemberConfig
 
 
@@ -48,11 +48,11 @@ class RaftStep(bootsteps.StartStopStep):
             except BaseException:
                 self.member = None  # it stopped itself; the worker's shutdown must not stop it again
                 raise
-            context.set_coordinator(self.member)
+            services.set_coordinator(self.member)
 
     def stop(self, worker):
         if self.member is not None:
-            context.set_coordinator(None)
+            services.set_coordinator(None)
             self.member.stop()
             self.member = None
 

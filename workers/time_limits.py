@@ -35,15 +35,12 @@ import logging
 from celery import Task, bootsteps
 from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 
-from omnimind.deadlines import DeadlineWatchdog, disarm_surely, shared_watchdog
+from omnimind.deadlines import disarm_surely
 from omnimind.errors import InvalidInput
 from omnimind.observability import metrics
+from workers import services
 
 logger = logging.getLogger(__name__)
-
-#: Set while a solo/threads worker runs (``TimeLimitStep``); None elsewhere
-#: (prefork, where Celery enforces limits, and code calling tasks directly).
-_watchdog: DeadlineWatchdog | None = None
 
 
 def task_limits(task: Task) -> tuple[float | None, float | None]:
@@ -70,7 +67,7 @@ class TimeLimitedTask(Task):
 
     def __call__(self, *args, **kwargs):
         check_arguments(self, args, kwargs)
-        watchdog = _watchdog
+        watchdog = services.time_limit_watchdog()
         if watchdog is None:
             return super().__call__(*args, **kwargs)
         soft, hard = task_limits(self)
@@ -109,14 +106,9 @@ class TimeLimitStep(bootsteps.StartStopStep):
     label = "OmniMind time limits"
 
     def start(self, worker):
-        from workers.bootsteps import is_prefork
-
-        global _watchdog
-        if not is_prefork(worker):
-            _watchdog = shared_watchdog()
+        services.start_time_limit_watchdog(worker)
 
     def stop(self, worker):
-        global _watchdog
-        _watchdog = None
+        services.stop_time_limit_watchdog()
 
     shutdown = stop

@@ -33,6 +33,8 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
+from omnimind.config import Settings
+from omnimind.errors import OmniMindError
 from omnimind.fence import Fence
 
 __all__ = ["add_model_commands"]
@@ -102,8 +104,6 @@ def _guarded(command):
     def run(args) -> int:
         import redis
 
-        from omnimind.errors import OmniMindError
-
         try:
             return command(args)
         except OmniMindError as exc:
@@ -119,8 +119,6 @@ def _guarded(command):
 
 
 def _settings():
-    from omnimind.config import Settings
-
     return Settings.from_env()
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 from datetime import datetime, timezone
 from typing import Callable
 
@@ -46,10 +47,18 @@ _CELERY_EVENTS = {
 _TASK_FIELDS = ("task_id", "task_name", "queue")
 
 
-def _default_node_id() -> str:
-    from workers.context import node_id
+_node_id_source: Callable[[], str] = socket.gethostname
 
-    return node_id()
+
+def set_node_id_source(source: Callable[[], str] | None) -> None:
+    """Where log lines read the node id: a worker registers its context's
+    (``workers.context.set_context``); None: the host name."""
+    global _node_id_source
+    _node_id_source = source or socket.gethostname
+
+
+def _default_node_id() -> str:
+    return _node_id_source()
 
 
 _model_version_source = None

@@ -8,7 +8,7 @@ from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 
 from omnimind.deadlines import DeadlineWatchdog, disarm_surely
 from omnimind.observability import metrics
-from workers import time_limits
+from workers import services, time_limits
 
 
 @pytest.fixture
@@ -68,7 +68,7 @@ def test_an_earlier_deadline_armed_later_wakes_the_watchdog(watchdog):
 
 @pytest.fixture
 def limited_app(watchdog, monkeypatch):
-    monkeypatch.setattr(time_limits, "_watchdog", watchdog)
+    monkeypatch.setattr(services, "_watchdog", watchdog)
     app = Celery("limits-test", broker="memory://", task_cls=time_limits.TimeLimitedTask, set_as_current=False)
     yield app
     app.close()
@@ -107,7 +107,7 @@ def test_per_call_limits_win_and_a_fast_task_is_untouched(limited_app):
 
 
 def test_without_a_watchdog_tasks_run_unlimited(monkeypatch):
-    monkeypatch.setattr(time_limits, "_watchdog", None)
+    monkeypatch.setattr(services, "_watchdog", None)
     app = Celery("limits-off", broker="memory://", task_cls=time_limits.TimeLimitedTask, set_as_current=False)
 
     @app.task(name="limits.off", soft_time_limit=0.01)

@@ -16,6 +16,12 @@ the Redis named by ``OMNIMIND_REDIS_URL``, which must then be set:
 ...                        "OMNIMIND_REDIS_URL": "redis://10.0.0.5:6379/2"})
 >>> s.broker_is_amqp, s.result_backend
 (True, 'redis://10.0.0.5:6379/2')
+
+Behind Redis Sentinel one ``sentinel://`` URL serves all three (omnimind.sentinel):
+
+>>> s = Settings.from_env({"OMNIMIND_BROKER_URL": "sentinel://10.0.0.5:26379;sentinel://10.0.0.6:26379"})
+>>> s.redis_url == s.result_backend == s.broker_url, s.sentinel_master
+(True, 'mymaster')
 """
 from __future__ import annotations
 
@@ -37,8 +43,9 @@ LOG_FORMATS = ("console", "json")
 DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/0"
 #: URL schemes of a RabbitMQ (AMQP 0-9-1) broker, as kombu names them.
 AMQP_SCHEMES = ("amqp", "amqps", "pyamqp", "librabbitmq")
-#: URL schemes ``redis.Redis.from_url`` accepts: OmniMind's own keys need one.
-REDIS_SCHEMES = ("redis", "rediss", "unix")
+#: URL schemes of a Redis for OmniMind's own keys: ``redis.Redis.from_url``'s, and
+#: ``sentinel://`` (the sentinels of a master, omnimind.sentinel).
+REDIS_SCHEMES = ("redis", "rediss", "unix", "sentinel")
 DEFAULT_MODEL_FACTORY = "omnimind.models.factory:default_mlp"
 
 
@@ -81,6 +88,8 @@ class Settings:
     result_backend: str = setting("RESULT_BACKEND", DEFAULT_BROKER_URL)
     #: Redis holding OmniMind's own keys (registry, experience, models).
     redis_url: str = setting("REDIS_URL", DEFAULT_BROKER_URL)
+    #: The master's name that ``sentinel://`` URLs (broker, results, keys) are monitored under.
+    sentinel_master: str = setting("SENTINEL_MASTER", "mymaster")
     #: Overrides the Celery node name as the registry id when set.
     node_id: str | None = setting("NODE_ID", None, kind=str, convert=_empty_is_none)
     #: Extra capabilities advertised besides the consumed queues (e.g. "coordinator").
@@ -214,7 +223,7 @@ class Settings:
         if _scheme(self.redis_url) not in REDIS_SCHEMES:
             # The registry, experience, models and fences are Redis keys, whatever the broker.
             raise ConfigError(
-                f"OMNIMIND_REDIS_URL must be a redis://, rediss:// or unix:// URL, not {_scheme(self.redis_url)}://... "
+                f"OMNIMIND_REDIS_URL must be a redis://, rediss://, unix:// or sentinel:// URL, not {_scheme(self.redis_url)}://... "
                 "(it defaults to OMNIMIND_BROKER_URL: with a RabbitMQ broker, set it to the Redis for OmniMind's keys)"
             )
         longest = max(limit.hard for limit in self.limits.values())

@@ -49,8 +49,11 @@ from omnimind.observability import metrics
 
 logger = logging.getLogger(__name__)
 
-#: Where Celery finds this transport (``broker_transport``) for ``redis://`` URLs.
+#: Where Celery finds this transport (``broker_transport``) for ``redis://`` URLs, and its
+#: Sentinel variant for ``sentinel://`` ones (omnimind.sentinel_broker).
 TRANSPORT_PATH = "omnimind.redelivery:Transport"
+SENTINEL_TRANSPORT_PATH = "omnimind.sentinel_broker:SentinelTransport"
+HOLDER_TRANSPORTS = (TRANSPORT_PATH, SENTINEL_TRANSPORT_PATH)
 #: A sweeper holds a dead holder's lease this long (ms) at most, should it die mid-restore.
 LEASE_MS = 30_000
 
@@ -80,10 +83,10 @@ def current_holder() -> str | None:
 class HolderQoS(kombu_redis.QoS):
     """kombu's Redis ack emulation, plus the holder's set of delivery tags.
 
-    A task that finishes after its channel was closed (the broker went away and
-    came back meanwhile) still acks: kombu's own QoS would raise AttributeError
-    there (no pool, no connection) and stop the worker as an "Unrecoverable
-    error"; this one acks through a client of its own, made like the channel's.
+    A task that finishes after its channel was closed (the broker went away) still
+    acks, and the closing channel restores what it held: kombu's own QoS would raise
+    AttributeError there (no pool, no connection) and stop the worker as an
+    "Unrecoverable error"; this one uses a client of its own, made like the channel's.
     """
 
     def __init__(self, *args, **kwargs):
@@ -116,6 +119,10 @@ class HolderQoS(kombu_redis.QoS):
         if client is None and self._channel_closed():
             client = self._client_after_close()
         return super().restore_by_tag(tag, client=client, leftmost=leftmost)
+
+    def restore_unacked(self, client=None):
+        # Closing a channel after the broker went (a master failover) restores what it holds.
+        return super().restore_unacked(self._client_after_close() if client is None and self._channel_closed() else client)
 
     def append(self, message, delivery_tag):
         holder = _holder
@@ -231,14 +238,16 @@ class Transport(kombu_redis.Transport):
 
 
 def transport_for(broker_url: str) -> str | None:
-    """The ``broker_transport`` setting for a broker URL: this module's transport
-    for Redis, None (kombu's choice) for anything else.
+    """``broker_transport`` for a broker URL: this module's transport (or its Sentinel
+    variant), None (kombu's choice) for anything else.
 
     >>> transport_for("redis://127.0.0.1:6379/0"), transport_for("amqp://guest@rabbit//")
     ('omnimind.redelivery:Transport', None)
+    >>> transport_for("sentinel://10.0.0.1:26379;sentinel://10.0.0.2:26379")
+    'omnimind.sentinel_broker:SentinelTransport'
     """
     scheme = broker_url.partition("://")[0].lower()
-    return TRANSPORT_PATH if scheme in ("redis", "rediss") else None
+    return {"redis": TRANSPORT_PATH, "rediss": TRANSPORT_PATH, "sentinel": SENTINEL_TRANSPORT_PATH}.get(scheme)
 
 
 class Redelivery:

@@ -11,6 +11,7 @@ from celery import Celery
 
 from omnimind.app import app, capability_queues
 from omnimind.config import settings
+from omnimind.farm import wait_until_answering
 from omnimind.models.factory import build_model
 from omnimind.models.store import ModelStore
 from omnimind.redelivery import transport_for
@@ -110,6 +111,9 @@ def test_the_farm_serves_through_a_master_failover(sentinel_cluster, farm):
     meta, tensors = ModelStore(keys_client).fetch()
     assert meta.version == served and tensors
     assert inference.proc.poll() is None and learner.proc.poll() is None
+    # `omnimind up`'s readiness ping reaches them through the sentinel URL too.
+    env = {"OMNIMIND_BROKER_URL": sentinel_cluster.url, "OMNIMIND_SENTINEL_MASTER": MASTER_NAME}
+    assert wait_until_answering(env, [inference.hostname, learner.hostname], 30, lambda: False) == []
     print(f"failover: kill -> first predict answered {recovered:.1f}s")
 
 

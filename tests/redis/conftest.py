@@ -81,11 +81,14 @@ class ReplicationLink:
 
 
 class SentinelCluster:
-    """redis-server processes (a master, its replica) and a sentinel monitoring them."""
+    """redis-server processes (a master, its replica) and a sentinel monitoring them; the
+    replica replicates through a :class:`ReplicationLink` unless ``through_link`` is False."""
 
-    def __init__(self, root: Path, down_after_ms: int = DOWN_AFTER_MS) -> None:
+    def __init__(self, root: Path, down_after_ms: int = DOWN_AFTER_MS, through_link: bool = True) -> None:
         self.root = root
         self.down_after_ms = down_after_ms
+        self.through_link = through_link
+        self.link: ReplicationLink | None = None
         master, replica, self.sentinel_port = free_ports(3)
         self.first_master, self.first_replica = master, replica
         self.procs: dict[int, subprocess.Popen] = {}
@@ -108,8 +111,11 @@ class SentinelCluster:
 
     def start(self) -> "SentinelCluster":
         self._server(self.first_master)
-        self.link = ReplicationLink(self.first_master)
-        self._server(self.first_replica, "--replicaof", "127.0.0.1", str(self.link.port))
+        upstream = self.first_master
+        if self.through_link:
+            self.link = ReplicationLink(self.first_master)
+            upstream = self.link.port
+        self._server(self.first_replica, "--replicaof", "127.0.0.1", str(upstream))
         wait_until(lambda: self.replica_in_sync(self.first_replica), timeout=30, message="the replica's first sync")
         conf = self.root / "sentinel.conf"
         conf.write_text("\n".join([
@@ -124,7 +130,8 @@ class SentinelCluster:
         return self
 
     def close(self) -> None:
-        self.link.cut()
+        if self.link is not None:
+            self.link.cut()
         for proc in self.procs.values():
             if proc.poll() is None:
                 proc.kill()

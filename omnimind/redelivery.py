@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import logging
 import uuid
-from contextlib import contextmanager
 from queue import Empty
 from time import monotonic, time
 
@@ -86,7 +85,8 @@ class HolderQoS(kombu_redis.QoS):
     A task that finishes after its channel was closed (the broker went away) still
     acks, and the closing channel restores what it held: kombu's own QoS would raise
     AttributeError there (no pool, no connection) and stop the worker as an
-    "Unrecoverable error"; this one uses a client of its own, made like the channel's.
+    "Unrecoverable error"; here :meth:`Channel.conn_or_acquire` then hands out a client
+    of the QoS's own, made like the channel's.
     """
 
     def __init__(self, *args, **kwargs):
@@ -107,22 +107,6 @@ class HolderQoS(kombu_redis.QoS):
             self._late_client = redis.Redis(connection_pool=redis.ConnectionPool(
                 connection_class=connection_class, **kwargs))
         return self._late_client
-
-    @contextmanager
-    def pipe_or_acquire(self, pipe=None, client=None):
-        if pipe is None and client is None and self._channel_closed():
-            client = self._client_after_close()
-        with super().pipe_or_acquire(pipe, client) as acquired:
-            yield acquired
-
-    def restore_by_tag(self, tag, client=None, leftmost=False):
-        if client is None and self._channel_closed():
-            client = self._client_after_close()
-        return super().restore_by_tag(tag, client=client, leftmost=leftmost)
-
-    def restore_unacked(self, client=None):
-        # Closing a channel after the broker went (a master failover) restores what it holds.
-        return super().restore_unacked(self._client_after_close() if client is None and self._channel_closed() else client)
 
     def append(self, message, delivery_tag):
         holder = _holder
@@ -164,6 +148,13 @@ class Channel(kombu_redis.Channel):
     _take_next = True  # the next command: a take (else: wait on the doorbells)
     _waiting = False  # the outstanding command is the doorbell wait
     _taken_tag = None  # recorded by the take script: the QoS need not write it again
+
+    def conn_or_acquire(self, client=None):
+        # Every Redis use of a channel kombu closed (a late ack, the restore at close, its
+        # exchange lookup) goes through the QoS's own client (see HolderQoS).
+        if client is None and self._qos is not None and self._qos._channel_closed():
+            client = self._qos._client_after_close()
+        return super().conn_or_acquire(client)
 
     def _put(self, queue, message, **kwargs):
         bell = keys.broker_doorbell(queue)

@@ -30,9 +30,10 @@ __all__ = ["SentinelChannel", "SentinelHolderQoS", "SentinelTransport"]
 
 
 class SentinelHolderQoS(HolderQoS):
-    """:class:`~omnimind.redelivery.HolderQoS` whose late acks (after its channel closed) go
-    through the channel's own sentinel-managed pool: a plain pool made from that pool's
-    connection class could not find the master."""
+    """:class:`~omnimind.redelivery.HolderQoS` whose late acks and restores (after its channel
+    closed) go through the channel's own sentinel-managed pool, kept alive here: a plain pool
+    made from that pool's connection class and arguments would find the master only through
+    the closed pool's proxy, which refers back to it weakly."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

@@ -141,6 +141,13 @@ class SentinelCluster:
         self.procs[port].kill()
         self.procs[port].wait(10)
 
+    def rejoin(self, port: int, timeout: float = 60.0) -> None:
+        """Start the (empty) server on ``port`` again, as an operator restarts a failed
+        master, and wait until the sentinel has made it a replica in sync with the new master."""
+        self._server(port)
+        wait_until(lambda: _info(port).get("role") == "slave" and self.replica_in_sync(port), timeout=timeout,
+                   message=f"the sentinel to make {port} a replica of the new master")
+
     # --- what the servers and the sentinel say -------------------------------------
     def sentinel(self) -> redis.Redis:
         return redis.Redis(port=self.sentinel_port, socket_timeout=2, decode_responses=True)

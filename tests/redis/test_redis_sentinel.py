@@ -91,6 +91,12 @@ def test_a_lost_fence_never_lets_a_deposed_leader_act_after_a_newer_one(sentinel
     with pytest.raises(StaleFence):
         store.publish(weights(3.0), fence=Fence(4, 9))
 
+    # The old master comes back empty; the sentinel makes it a replica of the new master, and
+    # fenced work is confirmed again: slot 4's message, redelivered, now counts.
+    cluster.rejoin(cluster.first_master)
+    assert dispatch(waiting, "waits", 5, 4, "waits-4") == "accepted"
+    assert store.publish(weights(4.0), fence=Fence(5, 5)).version == 2
+
 
 def test_without_replicas_nothing_waits(redis_client):
     """A lone Redis (OMNIMIND_REDIS_MIN_REPLICAS=0, the default off Sentinel) sends no WAIT."""

@@ -1,4 +1,5 @@
-"""A real Redis Sentinel set-up: a master, a replica and one sentinel, on free loopback ports.
+"""A real Redis Sentinel set-up: a master, a replica and one sentinel (or three, quorum 2),
+on free loopback ports.
 
 ``down-after-milliseconds`` is 1000 here (Redis' default is 30000, so a default sentinel
 declares a dead master down only after 30 s). The replica reaches its master through a
@@ -81,18 +82,21 @@ class ReplicationLink:
 
 
 class SentinelCluster:
-    """redis-server processes (a master, its replica) and a sentinel monitoring them; the
-    replica replicates through a :class:`ReplicationLink` unless ``through_link`` is False."""
+    """redis-server processes (a master, its replica) and ``sentinels`` sentinels monitoring
+    them (quorum: a majority); the replica replicates through a :class:`ReplicationLink`
+    unless ``through_link`` is False."""
 
-    def __init__(self, root: Path, down_after_ms: int = DOWN_AFTER_MS, through_link: bool = True) -> None:
+    def __init__(self, root: Path, down_after_ms: int = DOWN_AFTER_MS, through_link: bool = True,
+                 sentinels: int = 1) -> None:
         self.root = root
         self.down_after_ms = down_after_ms
         self.through_link = through_link
         self.link: ReplicationLink | None = None
-        master, replica, self.sentinel_port = free_ports(3)
+        master, replica, *self.sentinel_ports = free_ports(2 + sentinels)
         self.first_master, self.first_replica = master, replica
+        self.sentinel_port = self.sentinel_ports[0]
         self.procs: dict[int, subprocess.Popen] = {}
-        self.url = f"sentinel://127.0.0.1:{self.sentinel_port}/0"
+        self.url = ";".join(f"sentinel://127.0.0.1:{port}/0" for port in self.sentinel_ports)
 
     # --- processes ---------------------------------------------------------------
     def _spawn(self, port: int, *args: str) -> subprocess.Popen:
@@ -117,16 +121,19 @@ class SentinelCluster:
             upstream = self.link.port
         self._server(self.first_replica, "--replicaof", "127.0.0.1", str(upstream))
         wait_until(lambda: self.replica_in_sync(self.first_replica), timeout=30, message="the replica's first sync")
-        conf = self.root / "sentinel.conf"
-        conf.write_text("\n".join([
-            f"port {self.sentinel_port}", "bind 127.0.0.1", f"dir {self.root}",
-            f"sentinel monitor {MASTER_NAME} 127.0.0.1 {self.first_master} 1",
-            f"sentinel down-after-milliseconds {MASTER_NAME} {self.down_after_ms}",
-            f"sentinel failover-timeout {MASTER_NAME} 60000",
-        ]) + "\n")
-        self._spawn(self.sentinel_port, str(conf), "--sentinel")
-        wait_until(lambda: self.sentinel_sees_replica(self.first_replica), timeout=30,
-                   message="the sentinel to discover the replica")
+        quorum = len(self.sentinel_ports) // 2 + 1
+        for port in self.sentinel_ports:
+            conf = self.root / f"sentinel-{port}.conf"
+            conf.write_text("\n".join([
+                f"port {port}", "bind 127.0.0.1", f"dir {self.root}",
+                f"sentinel monitor {MASTER_NAME} 127.0.0.1 {self.first_master} {quorum}",
+                f"sentinel down-after-milliseconds {MASTER_NAME} {self.down_after_ms}",
+                f"sentinel failover-timeout {MASTER_NAME} 60000",
+            ]) + "\n")
+            self._spawn(port, str(conf), "--sentinel")
+        for port in self.sentinel_ports:
+            wait_until(lambda: self.sentinel_sees_replica(self.first_replica, port) and self.sentinels_known(port),
+                       timeout=30, message=f"the sentinel on {port} to discover the replica and the other sentinels")
         return self
 
     def close(self) -> None:
@@ -149,15 +156,19 @@ class SentinelCluster:
                    message=f"the sentinel to make {port} a replica of the new master")
 
     # --- what the servers and the sentinel say -------------------------------------
-    def sentinel(self) -> redis.Redis:
-        return redis.Redis(port=self.sentinel_port, socket_timeout=2, decode_responses=True)
+    def sentinel(self, port: int | None = None) -> redis.Redis:
+        return redis.Redis(port=port or self.sentinel_port, socket_timeout=2, decode_responses=True)
 
     def master_port(self) -> int:
         with self.sentinel() as client:
             return int(client.execute_command("SENTINEL", "get-master-addr-by-name", MASTER_NAME)[1])
 
-    def sentinel_sees_replica(self, port: int) -> bool:
-        with self.sentinel() as client:
+    def sentinels_known(self, port: int) -> bool:
+        with self.sentinel(port) as client:
+            return len(client.execute_command("SENTINEL", "sentinels", MASTER_NAME)) == len(self.sentinel_ports) - 1
+
+    def sentinel_sees_replica(self, port: int, sentinel_port: int | None = None) -> bool:
+        with self.sentinel(sentinel_port) as client:
             replicas = client.execute_command("SENTINEL", "replicas", MASTER_NAME)
         for entry in replicas:
             fields = dict(zip(entry[::2], entry[1::2])) if isinstance(entry, list) else entry

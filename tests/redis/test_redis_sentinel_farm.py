@@ -1,5 +1,5 @@
-"""A farm whose broker, results and keys all go through one ``sentinel://`` URL keeps
-serving when its Redis master is SIGKILLed: the sentinel promotes the replica, the
+"""A farm whose broker, results and keys all go through one ``sentinel://`` URL (three
+sentinels) keeps serving when its Redis master is SIGKILLed: the sentinels promote the replica, the
 workers and the client follow, predicts and learns succeed again, every worker
 heartbeats into the new master's registry, and the model store still serves."""
 from __future__ import annotations
@@ -20,7 +20,7 @@ from omnimind.replication import ReplicaQuorum
 from omnimind.scaling.registry import ServiceRegistry
 from tests.conftest import CLIENT_SETTINGS, Worker
 from tests.helpers import wait_until
-from tests.redis.conftest import MASTER_NAME
+from tests.redis.conftest import MASTER_NAME, SentinelCluster
 
 GOOD = [0.25] * 16
 
@@ -47,8 +47,17 @@ def answered(call, timeout: float = 5.0):
 
 
 @pytest.fixture
-def farm(sentinel_cluster, tmp_path):
-    url = sentinel_cluster.url
+def sentinel_trio(tmp_path):
+    """A master, its replica and three sentinels (quorum 2), as a production set-up has them."""
+    (tmp_path / "redis").mkdir()
+    cluster = SentinelCluster(tmp_path / "redis", sentinels=3).start()
+    yield cluster
+    cluster.close()
+
+
+@pytest.fixture
+def farm(sentinel_trio, tmp_path):
+    url = sentinel_trio.url
     env = {"OMNIMIND_BROKER_URL": url, "OMNIMIND_RESULT_BACKEND": url, "OMNIMIND_REDIS_URL": url,
            "OMNIMIND_SENTINEL_MASTER": MASTER_NAME, "OMNIMIND_DATA_DIR": str(tmp_path / "data")}
     client = sentinel_app(url)
@@ -74,9 +83,10 @@ def farm(sentinel_cluster, tmp_path):
         client.close()
 
 
-def test_the_farm_serves_through_a_master_failover(sentinel_cluster, farm):
+def test_the_farm_serves_through_a_master_failover(sentinel_trio, farm):
+    cluster = sentinel_trio
     client, registry, (inference, learner) = farm
-    keys_client = redis_client(sentinel_cluster.url, MASTER_NAME)
+    keys_client = redis_client(cluster.url, MASTER_NAME)
     predict = lambda: client.send_task("tasks.inference.predict", kwargs={"inputs": GOOD})  # noqa: E731
     learn = lambda: client.send_task("tasks.training.learn", kwargs={"inputs": [GOOD] * 4, "targets": [[0.5]] * 4})  # noqa: E731
     # A published version (confirmed on the replica), which the inference worker picks up.
@@ -89,9 +99,9 @@ def test_the_farm_serves_through_a_master_failover(sentinel_cluster, farm):
     assert keys_client.wait(1, 5000) == 1  # everything so far reached the replica
 
     killed = time.monotonic()
-    sentinel_cluster.kill(sentinel_cluster.first_master)
-    promoted = sentinel_cluster.wait_failover(sentinel_cluster.first_master)
-    assert promoted == sentinel_cluster.first_replica
+    cluster.kill(cluster.first_master)
+    promoted = cluster.wait_failover(cluster.first_master)
+    assert promoted == cluster.first_replica
 
     first = wait_until(lambda: answered(predict), timeout=60, interval=0.2, message="a predict after the failover")
     recovered = time.monotonic() - killed
@@ -112,7 +122,7 @@ def test_the_farm_serves_through_a_master_failover(sentinel_cluster, farm):
     assert meta.version == served and tensors
     assert inference.proc.poll() is None and learner.proc.poll() is None
     # `omnimind up`'s readiness ping reaches them through the sentinel URL too.
-    env = {"OMNIMIND_BROKER_URL": sentinel_cluster.url, "OMNIMIND_SENTINEL_MASTER": MASTER_NAME}
+    env = {"OMNIMIND_BROKER_URL": cluster.url, "OMNIMIND_SENTINEL_MASTER": MASTER_NAME}
     assert wait_until_answering(env, [inference.hostname, learner.hostname], 30, lambda: False) == []
     print(f"failover: kill -> first predict answered {recovered:.1f}s")
 

@@ -31,6 +31,7 @@ from kombu import Exchange, Queue
 from omnimind.config import QUEUES, is_amqp_url, settings
 from omnimind.reconnect import backend_always_retry, backend_retry_policy, broker_max_retries, broker_options
 from omnimind.redelivery import transport_for
+from omnimind.sentinel import transport_options
 
 
 def capability_queues(broker_url: str) -> list[Queue]:
@@ -57,8 +58,8 @@ app = Celery("omnimind", task_cls="workers.time_limits:TimeLimitedTask", amqp="o
 
 app.conf.update(
     broker_url=settings.broker_url,
-    # redis://: kombu's transport plus a record of which worker holds each unacked
-    # message, so a dead worker's messages come back in seconds (omnimind.redelivery).
+    # redis:// (and sentinel://): kombu's transport plus a record of which worker holds each
+    # unacked message, so a dead worker's messages come back in seconds (omnimind.redelivery).
     broker_transport=transport_for(settings.broker_url),
     result_backend=settings.result_backend,
     # Only JSON crosses the broker: a pickled message is refused by the worker.
@@ -95,10 +96,13 @@ app.conf.update(
         # (100 s by default); make the interval the only knob.
         "unacked_restore_interval": settings.restore_interval,
         "unacked_restore_throttle": 1,
+        # sentinel://: the master's name (omnimind.sentinel).
+        **transport_options(settings.broker_url, settings.sentinel_master),
     },
     result_backend_transport_options={
         "visibility_timeout": settings.visibility_timeout,
         "retry_policy": backend_retry_policy(settings.reconnect_interval),
+        **transport_options(settings.result_backend, settings.sentinel_master),
     },
     **backend_always_retry(settings.reconnect_interval),
     result_expires=settings.result_expires,

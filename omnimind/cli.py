@@ -166,14 +166,12 @@ def cmd_flower(args) -> int:
 
 def cmd_status(args) -> int:
     from omnimind.config import Settings
-    import redis
-
+    from omnimind.redis_client import redis_client
     from omnimind.status import read_serving, read_status, render
 
     settings = Settings.from_env()
     status = read_status(settings)
-    with redis.Redis.from_url(settings.redis_url) as client:
-        status.serving = read_serving(client, status.nodes)
+    status.serving = read_serving(redis_client(settings.redis_url, settings.sentinel_master), status.nodes)
     print(json.dumps(status.as_dict(), indent=2) if args.json else render(status))
     return 0
 

@@ -16,6 +16,13 @@ the Redis named by ``OMNIMIND_REDIS_URL``, which must then be set:
 ...                        "OMNIMIND_REDIS_URL": "redis://10.0.0.5:6379/2"})
 >>> s.broker_is_amqp, s.result_backend
 (True, 'redis://10.0.0.5:6379/2')
+
+Behind Redis Sentinel one ``sentinel://`` URL serves all three, and fence-advancing
+writes then wait for one replica (``OMNIMIND_REDIS_MIN_REPLICAS``, omnimind.replication):
+
+>>> s = Settings.from_env({"OMNIMIND_BROKER_URL": "sentinel://10.0.0.5:26379;sentinel://10.0.0.6:26379"})
+>>> s.redis_url == s.result_backend == s.broker_url, s.sentinel_master, s.redis_min_replicas
+(True, 'mymaster', 1)
 """
 from __future__ import annotations
 
@@ -37,8 +44,9 @@ LOG_FORMATS = ("console", "json")
 DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/0"
 #: URL schemes of a RabbitMQ (AMQP 0-9-1) broker, as kombu names them.
 AMQP_SCHEMES = ("amqp", "amqps", "pyamqp", "librabbitmq")
-#: URL schemes ``redis.Redis.from_url`` accepts: OmniMind's own keys need one.
-REDIS_SCHEMES = ("redis", "rediss", "unix")
+#: URL schemes of a Redis for OmniMind's own keys: ``redis.Redis.from_url``'s, and
+#: ``sentinel://`` (the sentinels of a master, omnimind.sentinel).
+REDIS_SCHEMES = ("redis", "rediss", "unix", "sentinel")
 DEFAULT_MODEL_FACTORY = "omnimind.models.factory:default_mlp"
 
 
@@ -81,6 +89,13 @@ class Settings:
     result_backend: str = setting("RESULT_BACKEND", DEFAULT_BROKER_URL)
     #: Redis holding OmniMind's own keys (registry, experience, models).
     redis_url: str = setting("REDIS_URL", DEFAULT_BROKER_URL)
+    #: The master's name that ``sentinel://`` URLs (broker, results, keys) are monitored under.
+    sentinel_master: str = setting("SENTINEL_MASTER", "mymaster")
+    #: Replicas that must hold a fence-advancing write (a dispatch accepted, a model published
+    #: or rolled back) before it counts (Redis WAIT): 1 by default on a ``sentinel://``
+    #: OMNIMIND_REDIS_URL, else 0. The wait is ``redis_wait_timeout`` seconds at most.
+    redis_min_replicas: int = setting("REDIS_MIN_REPLICAS", 0, minimum=0)
+    redis_wait_timeout: float = setting("REDIS_WAIT_TIMEOUT", 1.0, minimum=0.001)
     #: Overrides the Celery node name as the registry id when set.
     node_id: str | None = setting("NODE_ID", None, kind=str, convert=_empty_is_none)
     #: Extra capabilities advertised besides the consumed queues (e.g. "coordinator").
@@ -202,6 +217,7 @@ class Settings:
             "broker_url": broker,
             "redis_url": redis_url,
             "result_backend": broker if _scheme(broker) in REDIS_SCHEMES else redis_url,
+            "redis_min_replicas": 1 if _scheme(redis_url) == "sentinel" else 0,
         }
         for name, f in _FIELDS.items():
             values[name] = get.value(f, defaults.get(name, f.default))
@@ -214,7 +230,7 @@ class Settings:
         if _scheme(self.redis_url) not in REDIS_SCHEMES:
             # The registry, experience, models and fences are Redis keys, whatever the broker.
             raise ConfigError(
-                f"OMNIMIND_REDIS_URL must be a redis://, rediss:// or unix:// URL, not {_scheme(self.redis_url)}://... "
+                f"OMNIMIND_REDIS_URL must be a redis://, rediss://, unix:// or sentinel:// URL, not {_scheme(self.redis_url)}://... "
                 "(it defaults to OMNIMIND_BROKER_URL: with a RabbitMQ broker, set it to the Redis for OmniMind's keys)"
             )
         longest = max(limit.hard for limit in self.limits.values())

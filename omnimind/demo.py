@@ -22,6 +22,7 @@ from typing import Iterator
 import numpy as np
 
 from omnimind import keys
+from omnimind.redis_client import redis_client
 
 STREAMS = ("mean_shift", "sea", "hyperplane", "agrawal")
 
@@ -93,10 +94,8 @@ def make_stream(name: str, n_features: int, total: int, seed: int = 0) -> Drifti
 def run_demo(app, settings, stream_name: str, batches: int, batch_size: int, out: Path, seed: int = 0,
              echo=print) -> dict:
     """Send the stream to the farm's learner; returns the trace and writes ``out`` (PNG)."""
-    import redis
-
     stream = make_stream(stream_name, settings.model_input_size, batches * batch_size, seed)
-    client = redis.Redis.from_url(settings.redis_url)
+    client = redis_client(settings.redis_url, settings.sentinel_master)
     trace = {"samples": [], "prequential_loss": [], "step_loss": [], "drifts": [], "true_drift": stream.drift_at}
     sent = 0
     for i, (x, y, _) in enumerate(stream.batches(batch_size), 1):

@@ -166,8 +166,8 @@ _SIGNATURE = re.compile(r"[0-9a-f]{64}")
 class Verdict:
     """What a consumer decided about a dispatch.
 
-    ``outcome``: "accepted", "stale", "duplicate", "unscheduled" (no headers: a
-    manual call), or a refusal before Redis, one of
+    ``outcome``: "accepted", "stale", "duplicate", "unreplicated" (too few replicas confirmed
+    it, omnimind.replication), "unscheduled" (no headers: a manual call), or a refusal before Redis, one of
     ``metrics.DISPATCH_REFUSAL_REASONS``; "authentic" only between the two checks.
     ``entry``/``slot``/``fence`` are what the headers claim (None when malformed).
 

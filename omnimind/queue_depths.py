@@ -74,7 +74,7 @@ class BrokerQueueDepths:
         self._connection: Connection | None = None
 
     def read(self) -> dict[str, int]:
-        if self.url.partition("://")[0].lower() in ("redis", "rediss"):
+        if self.url.partition("://")[0].lower() in ("redis", "rediss", "sentinel"):
             return queue_depths(redis_client(self.url))
         if self._connection is None:
             self._connection = Connection(self.url, connect_timeout=5)

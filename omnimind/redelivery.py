@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import logging
 import uuid
-from contextlib import contextmanager
 from queue import Empty
 from time import monotonic, time
 
@@ -49,8 +48,11 @@ from omnimind.observability import metrics
 
 logger = logging.getLogger(__name__)
 
-#: Where Celery finds this transport (``broker_transport``) for ``redis://`` URLs.
+#: Where Celery finds this transport (``broker_transport``) for ``redis://`` URLs, and its
+#: Sentinel variant for ``sentinel://`` ones (omnimind.sentinel_broker).
 TRANSPORT_PATH = "omnimind.redelivery:Transport"
+SENTINEL_TRANSPORT_PATH = "omnimind.sentinel_broker:SentinelTransport"
+HOLDER_TRANSPORTS = (TRANSPORT_PATH, SENTINEL_TRANSPORT_PATH)
 #: A sweeper holds a dead holder's lease this long (ms) at most, should it die mid-restore.
 LEASE_MS = 30_000
 
@@ -80,10 +82,11 @@ def current_holder() -> str | None:
 class HolderQoS(kombu_redis.QoS):
     """kombu's Redis ack emulation, plus the holder's set of delivery tags.
 
-    A task that finishes after its channel was closed (the broker went away and
-    came back meanwhile) still acks: kombu's own QoS would raise AttributeError
-    there (no pool, no connection) and stop the worker as an "Unrecoverable
-    error"; this one acks through a client of its own, made like the channel's.
+    A task that finishes after its channel was closed (the broker went away) still
+    acks, and the closing channel restores what it held: kombu's own QoS would raise
+    AttributeError there (no pool, no connection) and stop the worker as an
+    "Unrecoverable error"; here :meth:`Channel.conn_or_acquire` then hands out a client
+    of the QoS's own, made like the channel's.
     """
 
     def __init__(self, *args, **kwargs):
@@ -104,18 +107,6 @@ class HolderQoS(kombu_redis.QoS):
             self._late_client = redis.Redis(connection_pool=redis.ConnectionPool(
                 connection_class=connection_class, **kwargs))
         return self._late_client
-
-    @contextmanager
-    def pipe_or_acquire(self, pipe=None, client=None):
-        if pipe is None and client is None and self._channel_closed():
-            client = self._client_after_close()
-        with super().pipe_or_acquire(pipe, client) as acquired:
-            yield acquired
-
-    def restore_by_tag(self, tag, client=None, leftmost=False):
-        if client is None and self._channel_closed():
-            client = self._client_after_close()
-        return super().restore_by_tag(tag, client=client, leftmost=leftmost)
 
     def append(self, message, delivery_tag):
         holder = _holder
@@ -160,6 +151,13 @@ class Channel(kombu_redis.Channel):
     _take_next = True  # the next command: a take (else: wait on the doorbells)
     _waiting = False  # the outstanding command is the doorbell wait
     _taken_tag = None  # recorded by the take script: the QoS need not write it again
+
+    def conn_or_acquire(self, client=None):
+        # Every Redis use of a channel kombu closed (a late ack, the restore at close, its
+        # exchange lookup) goes through the QoS's own client (see HolderQoS).
+        if client is None and self._qos is not None and self._qos._channel_closed():
+            client = self._qos._client_after_close()
+        return super().conn_or_acquire(client)
 
     def _put(self, queue, message, **kwargs):
         bell = keys.broker_doorbell(queue)
@@ -235,14 +233,16 @@ class Transport(kombu_redis.Transport):
 
 
 def transport_for(broker_url: str) -> str | None:
-    """The ``broker_transport`` setting for a broker URL: this module's transport
-    for Redis, None (kombu's choice) for anything else.
+    """``broker_transport`` for a broker URL: this module's transport (or its Sentinel
+    variant), None (kombu's choice) for anything else.
 
     >>> transport_for("redis://127.0.0.1:6379/0"), transport_for("amqp://guest@rabbit//")
     ('omnimind.redelivery:Transport', None)
+    >>> transport_for("sentinel://10.0.0.1:26379;sentinel://10.0.0.2:26379")
+    'omnimind.sentinel_broker:SentinelTransport'
     """
     scheme = broker_url.partition("://")[0].lower()
-    return TRANSPORT_PATH if scheme in ("redis", "rediss") else None
+    return {"redis": TRANSPORT_PATH, "rediss": TRANSPORT_PATH, "sentinel": SENTINEL_TRANSPORT_PATH}.get(scheme)
 
 
 class Redelivery:

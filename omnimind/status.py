@@ -13,6 +13,7 @@ import redis
 from omnimind import keys
 from omnimind.config import Settings
 from omnimind.queue_depths import BrokerQueueDepths, queue_depths
+from omnimind.redis_client import redis_client
 from omnimind.models.metadata import ServedVersion
 from omnimind.scaling.autoscale import queue_signals
 from omnimind.scaling.node import NodeInfo, NodeStatus
@@ -69,7 +70,7 @@ class FarmStatus:
 
 def read_status(settings: Settings, client: redis.Redis | None = None) -> FarmStatus:
     """Registry, queue depths and experience size; ``client`` talks to OmniMind's Redis."""
-    client = client if client is not None else redis.Redis.from_url(settings.redis_url)
+    client = client if client is not None else redis_client(settings.redis_url, settings.sentinel_master)
     if settings.broker_url == settings.redis_url:
         depths = queue_depths(client)
     else:

@@ -18,7 +18,7 @@ from celery import bootsteps
 
 from omnimind import keys
 from omnimind.config import settings
-from omnimind.redelivery import TRANSPORT_PATH, Redelivery, new_holder, set_holder
+from omnimind.redelivery import HOLDER_TRANSPORTS, Redelivery, new_holder, set_holder
 from workers.bootsteps import RegistryStep
 from workers import context
 
@@ -31,7 +31,7 @@ class RedeliveryStep(bootsteps.StartStopStep):
 
     def __init__(self, worker, **kwargs):
         super().__init__(worker, **kwargs)
-        self.enabled = worker.app.conf.broker_transport == TRANSPORT_PATH
+        self.enabled = worker.app.conf.broker_transport in HOLDER_TRANSPORTS
         self.holder = new_holder(context.node_id()) if self.enabled else None
         # Now, before any step starts: the consumer records its first message under it.
         set_holder(self.holder)

@@ -10,7 +10,11 @@ local newest = term_check(KEYS[1], ARGV[1], ARGV[2])
 if newest then return {'stale', newest[1], newest[2]} end
 local owner = redis.call('GET', KEYS[2])
 if owner then
-  if owner == ARGV[6] then return {'accepted'} end
+  if owner == ARGV[6] then
+    -- A write, so that a WAIT after this script confirms the slot's replication too.
+    redis.call('EXPIRE', KEYS[2], ARGV[5])
+    return {'accepted'}
+  end
   return {'duplicate'}
 end
 redis.call('SET', KEYS[2], ARGV[6], 'EX', ARGV[5])

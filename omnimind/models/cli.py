@@ -123,15 +123,16 @@ def _settings():
 
 
 def _store(args, settings=None):
-    import redis
-
     from omnimind.models.store import ModelStore
+    from omnimind.redis_client import redis_client
+    from omnimind.replication import ReplicaQuorum
 
     settings = settings or _settings()
     keep = args.keep if args.keep is not None else settings.model_keep_versions
-    client = redis.Redis.from_url(settings.redis_url)
+    client = redis_client(settings.redis_url, settings.sentinel_master)
     producer = f"cli@{settings.node_id or socket.gethostname()}"
-    return ModelStore(client, args.name, keep_versions=keep, producer=producer)
+    return ModelStore(client, args.name, keep_versions=keep, producer=producer,
+                      replicas=ReplicaQuorum.from_settings(settings))
 
 
 def _architecture(args, settings):

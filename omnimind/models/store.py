@@ -36,7 +36,8 @@ only a staging key that expires. The fence rule is ``fence_check`` of
 :data:`omnimind.fence.FENCE_LUA`, the rules every fenced script starts with.
 ``fence=None`` is accepted only while the store has never been fenced (single-node
 setups without Raft); afterwards pass a token — the CLI passes the newest one seen
-unless ``--fence`` is given.
+unless ``--fence`` is given. Behind Sentinel a publish or rollback counts once ``replicas``
+confirmed it (``WAIT``, :mod:`omnimind.replication`), else it raises ``NotReplicated``.
 
 The scripts derive per-version blob key names from a prefix (not all keys are
 declared), so the store needs one Redis (a primary), not Redis Cluster.
@@ -58,6 +59,7 @@ from omnimind.models.errors import CorruptModel, ModelStoreError, StaleFence, Su
 from omnimind.models.metadata import PublishedVersion, ServedVersion, UpdateNotice, metadata_json
 from omnimind.models.serialization import decode_state_dict, encode_state_dict, load_into, sha256_hex
 from omnimind.observability import metrics
+from omnimind.replication import ReplicaQuorum
 
 __all__ = ["ModelStore", "PublishedVersion", "UpdateNotice", "DEFAULT_KEEP_VERSIONS", "STAGING_TTL",
            "SERVED_MAX_AGE", "check_loads"]
@@ -86,7 +88,7 @@ class ModelStore:
     """
 
     def __init__(self, client: redis.Redis, name: str = "default", keep_versions: int = DEFAULT_KEEP_VERSIONS,
-                 producer: str | None = None) -> None:
+                 producer: str | None = None, replicas: ReplicaQuorum | None = None) -> None:
         if not name or not set(name) <= _NAME_CHARS:
             raise ValueError(f"a model name uses letters, digits, '_', '.' and '-' only, not {name!r}")
         if int(keep_versions) < 1:
@@ -98,6 +100,7 @@ class ModelStore:
         self.keep_versions = int(keep_versions)
         self.producer = producer or socket.gethostname()
         self.resource = f"model:{name}"
+        self.replicas = replicas if replicas is not None else ReplicaQuorum.from_settings()
         self.channel = keys.model_updates(name)
         self._fence_key = keys.model_fence(name)
         self._seq, self._active = keys.model_seq(name), keys.model_active(name)
@@ -144,8 +147,9 @@ class ModelStore:
             pipe = self.client.pipeline(transaction=False)
             pipe.set(staging, blob, ex=STAGING_TTL)
             pipe.evalsha(self._publish.sha, len(script_keys), *script_keys, *script_args)
+            self._wait_replicas(pipe)
             try:
-                reply = pipe.execute()[1]
+                _, reply, *confirmed = pipe.execute()
                 break
             except redis.exceptions.NoScriptError:  # Redis restarted or its script cache was flushed
                 if attempt:
@@ -159,6 +163,7 @@ class ModelStore:
         if status == "moved":
             raise Superseded(self.name, expected_active, _text(reply[1]))
         self._raise_if_stale(reply, fence)
+        self.replicas.check(confirmed[0] if confirmed else 0, "publish")
         metrics.model_publications.inc()
         return PublishedVersion.from_json(reply[1])
 
@@ -176,10 +181,11 @@ class ModelStore:
         version = int(to_version)
         meta, _, size = self._verified(version, model)
         term, index = fence_args(fence)
-        reply = self._rollback(
-            keys=[self._fence_key, self._active, self._meta, self._blob_prefix + str(version)],
-            args=[term, index, version, self.name, self.channel, meta.sha256, size],
-        )
+        pipe = self.client.pipeline(transaction=False)
+        self._rollback(keys=[self._fence_key, self._active, self._meta, self._blob_prefix + str(version)],
+                       args=[term, index, version, self.name, self.channel, meta.sha256, size], client=pipe)
+        self._wait_replicas(pipe)
+        reply, *confirmed = pipe.execute()
         status = _text(reply[0])
         if status == "unknown":
             raise UnknownVersion(self.name, version, "not published or no longer retained")
@@ -188,6 +194,7 @@ class ModelStore:
                                                    f"{_text(reply[1])[:12] or '?'}… and {int(reply[2])} bytes, "
                                                    f"verified {meta.sha256[:12]}… and {size} bytes")
         self._raise_if_stale(reply, fence)
+        self.replicas.check(confirmed[0] if confirmed else 0, "rollback")
         metrics.model_rollbacks.inc()
         return PublishedVersion.from_json(reply[1])
 
@@ -305,6 +312,10 @@ class ModelStore:
             return PublishedVersion.from_json(raw)
         except (ValueError, KeyError, TypeError) as exc:
             raise CorruptModel(self.name, version, f"undecodable metadata: {exc}", "unreadable") from exc
+
+    def _wait_replicas(self, pipe) -> None:
+        if self.replicas.wait_args():  # WAIT on the write's own connection: it waits for that write
+            pipe.execute_command(*self.replicas.wait_args())
 
     def _raise_if_stale(self, reply, fence: Fence | None) -> None:
         if _text(reply[0]) == "stale":

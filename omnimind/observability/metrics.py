@@ -115,6 +115,12 @@ schedule_dispatches = Counter(
     "omnimind_schedule_dispatches_total", "Periodic tasks dispatched by the coordinator", ["entry"]
 )
 fence_rejections = Counter("omnimind_fence_rejections_total", "Writes refused for carrying a stale fencing token")
+#: omnimind.replication: a fence-advancing write the master took but too few replicas confirmed in time.
+unreplicated_writes = Counter(
+    "omnimind_redis_unreplicated_writes_total",
+    "Fence-advancing writes not confirmed by OMNIMIND_REDIS_MIN_REPLICAS replicas in time (not counted as done)",
+    ["operation"],
+)
 
 # --- online learning ---------------------------------------------------------
 drift_detections = Counter("omnimind_learning_drift_detections_total", "Concept drifts detected")

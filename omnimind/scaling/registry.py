@@ -44,9 +44,9 @@ class ServiceRegistry:
     @classmethod
     def from_settings(cls, settings, client=None) -> "ServiceRegistry":
         """A registry backed by the farm's Redis."""
-        import redis
+        from omnimind.redis_client import redis_client
 
-        client = client if client is not None else redis.Redis.from_url(settings.redis_url)
+        client = client if client is not None else redis_client(settings.redis_url, settings.sentinel_master)
         store = RedisRegistryStore(client, expire_after=max(60.0, 30 * settings.heartbeat_interval))
         return cls(store, heartbeat_interval=settings.heartbeat_interval, degraded_load=settings.degraded_load)
 

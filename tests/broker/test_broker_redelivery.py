@@ -176,3 +176,17 @@ def test_an_ack_after_the_channel_closed_still_lands(broker, redis_client):
     set_holder("w@h/late")
     qos.ack(message.delivery_tag)
     assert held(redis_client, "w@h/late") == set() and redis_client.hlen("unacked") == 0
+
+
+def test_a_channel_closed_after_its_connection_went_gives_back_what_it_held(broker, redis_client):
+    # A worker whose broker vanished (a master failover) closes its consumer's channel
+    # after kombu dropped the connection's client: kombu's QoS raised AttributeError while
+    # restoring the held messages, and Celery stopped the worker ("Unrecoverable error").
+    conn = broker()
+    publish(conn, 1)
+    channel, _ = take(conn, "w@h/gone", 1)
+    assert waiting(redis_client) == 0
+    channel._disconnect_pools()
+    channel.connection.client = None  # what the closing kombu Connection leaves
+    channel.close()
+    assert waiting(redis_client) == 1 and redis_client.hlen("unacked") == 0

@@ -26,6 +26,7 @@ that cannot be bound) raise :class:`RaftConfigError` before the member joins.
 """
 
 from .core import (
+                   Configuration,
                    HardState,
                    InvariantViolation,
                    KeyValueStateMachine,
@@ -46,15 +47,16 @@ from .core import (
                    StateMachine,
                    StorageCorruptError,
 )
+from .membership import add_member, remove_member
 from .node import NodeState, RaftNode
 from .simulation import SimulatedCluster
 from .storage import FileStorage, MemoryStorage, PersistedState, RaftStorage
 from .transport import InProcessNetwork, InProcessTransport, RaftTransport, TcpTransport, parse_peer_addresses
 
 __all__ = [
-    "FileStorage", "HardState", "InProcessNetwork", "InProcessTransport", "InvariantViolation",
+    "Configuration", "FileStorage", "HardState", "InProcessNetwork", "InProcessTransport", "InvariantViolation",
     "KeyValueStateMachine", "LogEntry", "MalformedMessage", "MemoryStorage", "Message", "MessageType",
     "NodeState", "NotLeader", "PersistedState", "ProposalDropped", "RaftConfigError", "RaftCore", "RaftError",
     "RaftNode", "RaftStopped", "RaftStorage", "RaftTransport", "Ready", "Role", "SimulatedCluster", "SoftState",
-    "Snapshot", "StateMachine", "StorageCorruptError", "TcpTransport", "parse_peer_addresses",
+    "Snapshot", "StateMachine", "StorageCorruptError", "TcpTransport", "add_member", "parse_peer_addresses", "remove_member",
 ]

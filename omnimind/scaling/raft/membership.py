@@ -90,7 +90,8 @@ async def add_member(node: RaftNode, member: str, address: str | None = None, *,
     if member in config.voters:
         return config
     if member not in config.learners:
-        entry = await node.propose_config(config.with_learner(member, address), _left(deadline))
+        entry = await node.propose_config(_with_known_addresses(node, config.with_learner(member, address)),
+                                          _left(deadline))
         added_at = entry.index
     else:
         added_at = node.core.log.latest_config_index() or node.core.commit_index
@@ -148,6 +149,15 @@ async def _wait_until_changes_accepted(node: RaftNode, deadline: float) -> None:
     await node.wait_for(accepted, max(_left(deadline), 0.001))
     if not node.is_leader:
         raise NotLeader(leader_id=node.leader_id)
+
+
+def _with_known_addresses(node: RaftNode, config: Configuration) -> Configuration:
+    """``config`` completed with the transport's addresses of members it lacks (those given at bootstrap), so
+    the log holds every member's address and a restart does not depend on ``OMNIMIND_RAFT_PEERS``."""
+    known = getattr(node.transport, "peers", None) or {}
+    addresses = {member: f"{host}:{port}" for member, (host, port) in known.items() if member in config}
+    addresses.update(config.addresses)
+    return Configuration.of(config.voters, config.learners, addresses)
 
 
 def _left(deadline: float) -> float:

@@ -18,7 +18,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from .core.configuration import Configuration
-from .core.errors import NotLeader
+from .core.errors import NotLeader, RaftConfigError
 from .transport.tcp import parse_peer_addresses
 
 if TYPE_CHECKING:
@@ -54,9 +54,13 @@ class MembershipFollower:
         peers = {}
         for member in config.members:
             address = config.addresses.get(member)
-            if address:
-                peers[member] = parse_peer_addresses(f"{member}={address}")[member]
-            elif member in known:
+            try:
+                if address:
+                    peers[member] = parse_peer_addresses(f"{member}={address}")[member]
+                    continue
+            except RaftConfigError:  # validated by the leader that proposed it; never crash a member over it
+                logger.warning("raft %s: unusable address %r of member %s", self._node.node_id, address, member)
+            if member in known:
                 peers[member] = known[member]
             else:
                 logger.warning("raft %s has no address for member %s", self._node.node_id, member)
@@ -84,11 +88,17 @@ async def add_member(node: RaftNode, member: str, address: str | None = None, *,
     >>> asyncio.run(grow())
     (('a', 'b'), ('a', 'b'))
     """
+    if address:
+        # A bad address must fail here, not on every member once the configuration is in their logs.
+        parse_peer_addresses(f"{member}={address}")
     deadline = asyncio.get_running_loop().time() + timeout
     await _wait_until_changes_accepted(node, deadline)
     config = node.core.configuration
     if member in config.voters:
         return config
+    taken = {other for other, known in _with_known_addresses(node, config).addresses.items() if known == address}
+    if address and taken - {member}:
+        raise RaftConfigError(f"{address} is the address of {', '.join(sorted(taken))}")
     if member not in config.learners:
         entry = await node.propose_config(_with_known_addresses(node, config.with_learner(member, address)),
                                           _left(deadline))

@@ -39,9 +39,14 @@ async def serve_membership_requests(member) -> None:
         except redis.RedisError as exc:
             logger.debug("Raft membership requests not read: %s", exc)
             continue
-        if raw is not None:
+        if raw is None:
+            continue
+        try:
             outcome = await carry_out(member, raw)
-            metrics.raft_membership_requests.labels(outcome=outcome).inc()
+        except Exception:  # e.g. Redis gone while reporting: this loop must outlive any one request
+            logger.exception("Raft member %s: a membership request failed", member.config.member_id)
+            outcome = "failed"
+        metrics.raft_membership_requests.labels(outcome=outcome).inc()
 
 
 async def carry_out(member, raw: bytes) -> str:

@@ -29,7 +29,8 @@ class SimulatedCluster:
     """Members ``node_ids`` with persistent :class:`MemoryStorage` that survives :meth:`crash`/:meth:`restart`.
 
     Each member's state machine is the list of applied ``(index, term, command)``; when
-    ``snapshot_every`` is set, members compact their log every that many applied entries.
+    ``snapshot_every`` is set, members compact their log every that many applied entries. :meth:`join` starts
+    an empty member outside every configuration and :meth:`change_config` proposes a membership change.
 
     >>> cluster = SimulatedCluster(["a", "b", "c"], seed=3)
     >>> cluster.run_until(lambda: cluster.leader() is not None, max_ticks=200)

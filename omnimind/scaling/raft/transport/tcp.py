@@ -98,8 +98,11 @@ class TcpTransport(RaftTransport):
         return self._server.sockets[0].getsockname()[:2]
 
     def _count_drop(self, reason: str, detail: str) -> None:
-        self._dropped[reason] = self._dropped.get(reason, 0) + 1
-        logger.warning("raft %s dropped a frame (%s): %s", self.node_id, reason, detail)
+        count = self._dropped[reason] = self._dropped.get(reason, 0) + 1
+        # The 1st, 2nd, 4th, 8th... of a kind: a steady source (a removed member that is still running keeps
+        # asking for votes) must not flood the log; the counter has every one.
+        if count & (count - 1) == 0:
+            logger.warning("raft %s dropped a frame (%s, %d so far): %s", self.node_id, reason, count, detail)
 
     async def start(self, deliver: DeliverCallback) -> None:
         self._deliver = deliver

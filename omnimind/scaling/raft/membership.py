@@ -44,15 +44,19 @@ class MembershipFollower:
     def follow(self) -> bool:
         """Update the transport if the configuration changed since the last call; whether it did."""
         config = self._node.core.configuration
-        if config == self._followed:
+        if config is self._followed or config == self._followed:  # called on every Ready: identity first
             return False
         self._followed = config
         transport = self._node.transport
-        if transport is None or not config.members:
-            return True  # not started yet, or a joining member that knows no configuration yet
-        known = dict(getattr(transport, "peers", None) or {})
+        known = getattr(transport, "peers", None)
+        if known is None or not config.members:
+            # Not started yet, a transport that reaches anyone (in process), or a joining member that knows no
+            # configuration yet.
+            return True
         peers = {}
         for member in config.members:
+            if member == self._node.node_id:
+                continue
             address = config.addresses.get(member)
             try:
                 if address:

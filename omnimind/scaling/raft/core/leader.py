@@ -104,14 +104,16 @@ class LeaderHandlers:
         entry = LogEntry(self._term, self.log.last_index + 1, command, kind)
         self.log.append([entry])
         self._progress[self._node_id].maybe_update(entry.index)
-        self._sync_config()  # a configuration entry is in effect as soon as it is appended
+        if kind != NORMAL_ENTRY:
+            self._sync_config()  # a configuration entry is in effect as soon as it is appended
         self._maybe_commit()  # commits at once only in a single-member cluster
         self._broadcast_append()
         return entry
 
     def _maybe_commit(self: RaftCore) -> bool:
-        matches = sorted((progress.match for member, progress in self._progress.items()
-                          if self._config.is_voter(member)), reverse=True)
+        voters = self._config.voters
+        matches = sorted((progress.match for member, progress in self._progress.items() if member in voters),
+                         reverse=True)
         return self.log.maybe_commit(matches[self.quorum - 1], self._term)
 
     def _broadcast_append(self: RaftCore) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from .configuration import Configuration
+from .configuration import CONFIG_ENTRY, Configuration
 from .errors import InvariantViolation
 from .messages import LogEntry, Snapshot
 
@@ -42,7 +42,7 @@ class RaftLog:
         self._stable_index = self.last_index
         self._pending_snapshot: Snapshot | None = None
         # Indices of the configuration entries held in memory, ascending: the newest one is in effect.
-        self._config_indices = [entry.index for entry in self._entries if entry.is_config]
+        self._config_indices = [entry.index for entry in self._entries if entry.kind == CONFIG_ENTRY]
 
     # -- positions ---------------------------------------------------------------------------------------------
     @property
@@ -111,7 +111,7 @@ class RaftLog:
         if entries and entries[0].index != self.last_index + 1:
             raise InvariantViolation(f"append at {entries[0].index} leaves a gap after {self.last_index}")
         self._entries.extend(entries)
-        self._config_indices.extend(entry.index for entry in entries if entry.is_config)
+        self._config_indices.extend([entry.index for entry in entries if entry.kind == CONFIG_ENTRY])
 
     def maybe_append(self, prev_index: int, prev_term: int, leader_commit: int,
                      entries: Sequence[LogEntry]) -> int | None:
@@ -140,7 +140,7 @@ class RaftLog:
         self._entries.extend(entries)
         # A truncated configuration entry takes its configuration with it (it took effect when appended).
         self._config_indices = [index for index in self._config_indices if index < start]
-        self._config_indices.extend(entry.index for entry in entries if entry.is_config)
+        self._config_indices.extend([entry.index for entry in entries if entry.kind == CONFIG_ENTRY])
         # The truncated entries may have been persisted; storage rewrites from `start` on the next Ready.
         self._stable_index = min(self._stable_index, start - 1)
 

@@ -30,6 +30,9 @@ from .ready import HardState, ReadyProtocol, Role, SoftState
 _FROM_ANY_SENDER = frozenset({MessageType.APPEND, MessageType.HEARTBEAT, MessageType.INSTALL_SNAPSHOT,
                               MessageType.TIMEOUT_NOW, MessageType.VOTE, MessageType.PRE_VOTE})
 
+#: Messages after which our log (and so the configuration in effect) may have changed.
+_MAY_CHANGE_LOG = frozenset({MessageType.APPEND, MessageType.INSTALL_SNAPSHOT})
+
 
 class RaftCore(ReadyProtocol, FollowerHandlers, ElectionHandlers, LeaderHandlers, MembershipHandlers):
     """One member's Raft state machine.
@@ -180,7 +183,7 @@ class RaftCore(ReadyProtocol, FollowerHandlers, ElectionHandlers, LeaderHandlers
         """Process one message from a peer."""
         if message.recipient != self._node_id or message.sender == self._node_id:
             return
-        if message.sender not in self._config and message.type not in _FROM_ANY_SENDER:
+        if message.type not in _FROM_ANY_SENDER and message.sender not in self._config:
             return
         if message.term > self._term:
             if message.type in (MessageType.VOTE, MessageType.PRE_VOTE):
@@ -208,7 +211,8 @@ class RaftCore(ReadyProtocol, FollowerHandlers, ElectionHandlers, LeaderHandlers
             self._handle_vote_request(message)
         else:
             self._step(message)
-        self._sync_config()
+        if message.type in _MAY_CHANGE_LOG:
+            self._sync_config()
 
     def campaign(self) -> None:
         """Start an election now, as if the election timeout had just passed (pre-vote first if enabled)."""

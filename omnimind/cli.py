@@ -1,4 +1,4 @@
-"""The ``omnimind`` command: up, redis, flower, status, submit, model, demo, stream."""
+"""The ``omnimind`` command: up, redis, flower, status, submit, model, raft, demo, stream."""
 from __future__ import annotations
 
 import argparse
@@ -53,6 +53,10 @@ def main(argv: list[str] | None = None) -> int:
     from omnimind.models.cli import add_model_commands
 
     add_model_commands(sub)
+
+    from omnimind.raft_cli import add_raft_commands
+
+    add_raft_commands(sub)
 
     demo = sub.add_parser("demo", help="drive the farm's learner with a drifting stream and plot it")
     demo.add_argument("--stream", choices=["mean_shift", "sea", "hyperplane", "agrawal"], default="mean_shift")

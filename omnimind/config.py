@@ -154,6 +154,10 @@ class Settings:
     raft_secret: str = setting("RAFT_SECRET", "")
     #: Where this member's term, vote and log live; empty: ``<data_dir>/raft/<raft_id>``.
     raft_data_dir: str = setting("RAFT_DATA_DIR", "")
+    #: Start as a new member outside the group's configuration (``raft_peers`` then names the members to
+    #: contact, and this one); ``omnimind raft add`` makes it a learner, then a voter. A restarted member
+    #: takes its configuration from its log either way.
+    raft_join: bool = setting("RAFT_JOIN", False)
     #: Seconds between scheduled retrains (the seed's 300 s).
     retrain_interval: float = setting("RETRAIN_INTERVAL", 300.0, minimum=0.1)
     #: Schedule entry dispatched early when a learner reports concept drift ("" turns

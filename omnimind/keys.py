@@ -177,6 +177,19 @@ def raft_member_pattern() -> str:
     return f"{PREFIX}:raft:member:*"
 
 
+#: LIST of signed membership change requests (``omnimind raft add|remove``); the leading member pops them.
+RAFT_MEMBERSHIP_REQUESTS = f"{PREFIX}:raft:membership:requests"
+
+
+def raft_membership_result(request_id: str) -> str:
+    """STRING (JSON) with a TTL: the outcome of one membership change request, which the CLI waits for.
+
+    >>> raft_membership_result("5f0c")
+    'omnimind:raft:membership:result:5f0c'
+    """
+    return f"{PREFIX}:raft:membership:result:{request_id}"
+
+
 def model_receipt(name: str, token: str) -> str:
     """STRING with a TTL: the version a publish (identified by its upload token) committed,
     so that a client retry after a lost reply does not publish the same weights twice.

@@ -123,7 +123,9 @@ def render(status: FarmStatus, now: float | None = None) -> str:
         leaders = [m for m in status.raft_members if m["state"] == "leader"]
         head = max(leaders, key=lambda m: m["term"]) if leaders else None
         lines.append(
-            f"RAFT  leader {head['member_id']} term {head['term']} commit {head['commit_index']}" if head
+            f"RAFT  leader {head['member_id']} term {head['term']} commit {head['commit_index']}"
+            f" voters {','.join(head.get('voters', []))}"
+            + (f" learners {','.join(head['learners'])}" if head.get("learners") else "") if head
             else "RAFT  no leader"
         )
         for m in status.raft_members:

@@ -2,7 +2,8 @@
 ``worker/consumer/heart.py`` and puts the service in ``worker/heartbeat.py``).
 
 ``celery -A omnimind worker -Q training --raft-id n1 --raft-peers n1=h1:7001,n2=h2:7001,n3=h3:7001``
-(or ``OMNIMIND_RAFT_ID`` / ``OMNIMIND_RAFT_PEERS``; the shared secret comes only
+(or ``OMNIMIND_RAFT_ID`` / ``OMNIMIND_RAFT_PEERS``; ``OMNIMIND_RAFT_JOIN=1`` starts a new member that
+``omnimind raft add`` then adds to the group; the shared secret comes only
 from ``OMNIMIND_RAFT_SECRET``, never the command line, where ``ps`` shows it).
 
 The service is in three modules: ``workers/raft_member.py`` (the member's lifecycle:
@@ -35,7 +36,7 @@ class RaftStep(bootsteps.StartStopStep):
         try:
             config = MemberConfig.build(
                 member_id, raft_peers or settings.raft_peers, raft_data_dir or settings.raft_data_dir,
-                settings.raft_secret,
+                settings.raft_secret, settings.raft_join,
             )
             self.member = CoordinatorMember(config, worker.app)
         except RaftConfigError as exc:

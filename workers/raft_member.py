@@ -24,6 +24,7 @@ from omnimind.scaling.coordinator import ScheduleStateMachine
 from omnimind.scaling.raft import FileStorage, RaftConfigError, RaftNode, TcpTransport, parse_peer_addresses
 from omnimind.scaling.replicator import StateReplicator, wrap
 from workers import failpoints
+from workers.raft_membership import serve_membership_requests
 from workers.raft_schedule import ScheduleLoop
 from workers.raft_status import publish_status
 
@@ -40,9 +41,10 @@ class MemberConfig:
     peers: dict
     data_dir: Path
     secret: str
+    join: bool = False  # a new member, outside the configuration until ``omnimind raft add``
 
     @classmethod
-    def build(cls, member_id: str, peers_spec: str, data_dir: str, secret: str) -> "MemberConfig":
+    def build(cls, member_id: str, peers_spec: str, data_dir: str, secret: str, join: bool = False) -> "MemberConfig":
         """Validate everything up front: a member with a bad configuration must not start."""
         peers = parse_peer_addresses(peers_spec)
         if not peers:
@@ -57,7 +59,7 @@ class MemberConfig:
                 f"OMNIMIND_RAFT_SECRET must be set to a shared secret of at least {MIN_SECRET_BYTES} bytes"
             )
         path = Path(data_dir) if data_dir else Path(settings.data_dir) / "raft" / member_id
-        return cls(member_id, peers, path, secret)
+        return cls(member_id, peers, path, secret, join)
 
 
 class CoordinatorMember:
@@ -122,11 +124,12 @@ class CoordinatorMember:
             transport = TcpTransport(self.config.member_id, self.config.peers, self.config.secret)
             self.node = RaftNode(
                 self.config.member_id, list(self.config.peers), transport=transport,
-                storage=self.storage, state_machine=self.replicator,
+                storage=self.storage, state_machine=self.replicator, join=self.config.join,
             )
             self.node.add_leadership_listener(self._on_leadership)
             self.loop.run_until_complete(self.node.start())
             self.loop.create_task(publish_status(self))
+            self.loop.create_task(serve_membership_requests(self))
         except BaseException as exc:
             self._startup_error = exc
             self._ready.set()

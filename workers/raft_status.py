@@ -56,7 +56,11 @@ async def publish_status(member) -> None:
             "sending": member.sending,
             "leader_since": member.leader_since,
             "pid": os.getpid(),
+            "voters": list(node.core.voters),
+            "learners": list(node.core.learners),
         }
+        for role, members in (("voter", node.core.voters), ("learner", node.core.learners)):
+            metrics.raft_members.labels(node_id=member_id, role=role).set(len(members))
         metrics.raft_term.labels(node_id=member_id).set(node.current_term)
         metrics.raft_is_leader.labels(node_id=member_id).set(1 if node.is_leader else 0)
         metrics.raft_commit_index.labels(node_id=member_id).set(node.commit_index)

@@ -111,6 +111,13 @@ raft_elections = Counter("omnimind_raft_elections_total", "Elections started by 
 raft_dropped_frames = Counter(
     "omnimind_raft_dropped_frames_total", "Raft frames dropped (bad HMAC, malformed, oversized)", ["reason"]
 )
+raft_members = Gauge(
+    "omnimind_raft_members", "Members of the Raft configuration this member follows, by role", ["node_id", "role"],
+    multiprocess_mode="max",
+)
+raft_membership_requests = Counter(
+    "omnimind_raft_membership_requests_total", "Membership change requests handled by the leader", ["outcome"]
+)
 schedule_dispatches = Counter(
     "omnimind_schedule_dispatches_total", "Periodic tasks dispatched by the coordinator", ["entry"]
 )
@@ -222,6 +229,11 @@ ALL_METRICS = tuple(m for m in list(globals().values()) if isinstance(m, (Counte
 RAFT_DROP_REASONS = (
     "oversized", "unauthenticated", "malformed", "misaddressed", "send_queue_full", "unknown_peer", "unencodable",
 )
+#: ``omnimind_raft_members{role}``.
+RAFT_MEMBER_ROLES = ("voter", "learner")
+#: ``omnimind_raft_membership_requests_total{outcome}``: changed (or already so), failed (refused by Raft or
+#: timed out), refused (bad signature, malformed, too old), handed over (to the next leader).
+RAFT_MEMBERSHIP_OUTCOMES = ("done", "failed", "refused", "handed_over")
 #: ``omnimind_model_swap_rejections_total{reason}``: why a worker refused a published version
 #: (sha256 mismatch, blob or metadata unreadable, shape/architecture mismatch, over the size limit,
 #: blob missing, version or fencing token not newer than the served one).

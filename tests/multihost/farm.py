@@ -73,6 +73,7 @@ class Farm:
         self.retrain_interval = retrain_interval
         self.loglevel = loglevel
         self.net = Network()
+        self.members = MEMBERS  # grows with add_member_host
         self.procs: dict[str, Process] = {}
         self._clients: list = []
         try:
@@ -123,12 +124,20 @@ class Farm:
     def hostname(self, name: str) -> str:
         return f"{name}@{self.net.hosts[name].address('lan')}"
 
-    def start_worker(self, name: str) -> Process:
+    def add_member_host(self, name: str) -> str:
+        """A host for one more Raft member, on both nets; returns its Raft address."""
+        self.net.add_host(name, ["lan", "raft"])
+        self.members = (*self.members, name)
+        return self.net.hosts[name].address("raft")
+
+    def start_worker(self, name: str, peers: str | None = None, join: bool = False) -> Process:
+        """Start ``name``; a member gets ``peers`` (default: the first three) and, with ``join``, starts as a new
+        member that ``omnimind raft add`` adds to the group."""
         env = self.worker_env(name)
-        if name in MEMBERS:
+        if name in self.members:
             queues, pool, concurrency = "training", "solo", 1
-            env.update(OMNIMIND_RAFT_ID=name, OMNIMIND_RAFT_PEERS=self.peers, OMNIMIND_RAFT_SECRET=SECRET,
-                       OMNIMIND_RETRAIN_INTERVAL=str(self.retrain_interval))
+            env.update(OMNIMIND_RAFT_ID=name, OMNIMIND_RAFT_PEERS=peers or self.peers, OMNIMIND_RAFT_SECRET=SECRET,
+                       OMNIMIND_RETRAIN_INTERVAL=str(self.retrain_interval), OMNIMIND_RAFT_JOIN="1" if join else "0")
         else:
             queues, pool, concurrency = "inference", "threads", 2
         argv = [sys.executable, "-m", "celery", "-A", "omnimind", "worker", "-Q", queues, "-n", self.hostname(name),
@@ -192,10 +201,11 @@ class Farm:
         from omnimind.status import raft_members
 
         client = client or self.__dict__.setdefault("_status_client", self.redis())
-        return {m: s for m, s in raft_members(client).items() if m in MEMBERS}
+        return {m: s for m, s in raft_members(client).items() if m in self.members}
 
-    def leader(self, among=MEMBERS, above_term: int = -1):
-        """The status of the newest-term member that says it leads, among ``among``."""
+    def leader(self, among=None, above_term: int = -1):
+        """The status of the newest-term member that says it leads, among ``among`` (default: every member)."""
+        among = self.members if among is None else among
         leaders = [s for m, s in self.statuses().items() if m in among and s["state"] == "leader"
                    and s["term"] > above_term]
         return max(leaders, key=lambda s: s["term"]) if leaders else None

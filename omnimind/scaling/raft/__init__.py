@@ -17,6 +17,10 @@ Wiring a production member (what a worker bootstep does)::
     entry = await node.propose({"op": "set", "key": "slot", "value": 42})  # (entry.term, entry.index) fences
     await node.stop(transfer_leadership=True)  # graceful shutdown hands leadership over first
 
+Membership changes one member at a time, on the leader (``membership.py``; the new member runs with
+``join=True``): ``await add_member(node, "n4", "10.0.0.4:7001")`` (a learner, promoted once caught up) and
+``await remove_member(node, "n3")``. The configuration lives in the log, so restarts keep it.
+
 Configuration mistakes (duplicate or missing member ids, an unusable data directory, an empty secret, a port
 that cannot be bound) raise :class:`RaftConfigError` before the member joins.
 
@@ -26,6 +30,7 @@ that cannot be bound) raise :class:`RaftConfigError` before the member joins.
 """
 
 from .core import (
+                   Configuration,
                    HardState,
                    InvariantViolation,
                    KeyValueStateMachine,
@@ -46,15 +51,16 @@ from .core import (
                    StateMachine,
                    StorageCorruptError,
 )
+from .membership import add_member, remove_member
 from .node import NodeState, RaftNode
 from .simulation import SimulatedCluster
 from .storage import FileStorage, MemoryStorage, PersistedState, RaftStorage
 from .transport import InProcessNetwork, InProcessTransport, RaftTransport, TcpTransport, parse_peer_addresses
 
 __all__ = [
-    "FileStorage", "HardState", "InProcessNetwork", "InProcessTransport", "InvariantViolation",
+    "Configuration", "FileStorage", "HardState", "InProcessNetwork", "InProcessTransport", "InvariantViolation",
     "KeyValueStateMachine", "LogEntry", "MalformedMessage", "MemoryStorage", "Message", "MessageType",
     "NodeState", "NotLeader", "PersistedState", "ProposalDropped", "RaftConfigError", "RaftCore", "RaftError",
     "RaftNode", "RaftStopped", "RaftStorage", "RaftTransport", "Ready", "Role", "SimulatedCluster", "SoftState",
-    "Snapshot", "StateMachine", "StorageCorruptError", "TcpTransport", "parse_peer_addresses",
+    "Snapshot", "StateMachine", "StorageCorruptError", "TcpTransport", "add_member", "parse_peer_addresses", "remove_member",
 ]

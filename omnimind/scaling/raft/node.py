@@ -19,7 +19,9 @@ from typing import Any
 
 from .core import RaftCore
 from .core.errors import NotLeader, ProposalDropped, RaftConfigError, RaftError, RaftStopped
-from .core.messages import LogEntry, Message, Snapshot
+from .core.configuration import Configuration
+from .core.messages import LogEntry, Message
+from .membership import MembershipFollower
 from .notifications import LeadershipListener, StateChangeNotifier
 from .proposals import PendingProposals
 from .core.ready import Role
@@ -70,27 +72,30 @@ class RaftNode:
                  storage: RaftStorage | None = None, state_machine: StateMachine | None = None,
                  tick_interval: float = 10.0, heartbeat_interval: float = 50.0,
                  min_election_timeout: float = 150.0, pre_vote: bool = True, check_quorum: bool = True,
-                 snapshot_threshold: int = 1024, rng: random.Random | None = None) -> None:
+                 snapshot_threshold: int = 1024, rng: random.Random | None = None, join: bool = False) -> None:
         self.node_id = node_id
-        self.cluster_nodes = list(cluster_nodes)
+        self.cluster_nodes = list(cluster_nodes)  # the bootstrap members (``join``: the ones to contact)
         self.tick_interval = tick_interval
         self.snapshot_threshold = snapshot_threshold
         self.storage = storage or MemoryStorage()
         self.state_machine = state_machine or KeyValueStateMachine()
         if transport is not None and transport.node_id != node_id:
             raise RaftConfigError(f"transport of {transport.node_id!r} handed to member {node_id!r}")
-        transport_peers = getattr(transport, "peers", None)
-        if transport_peers is not None and set(transport_peers) != set(self.cluster_nodes):
-            raise RaftConfigError(f"transport peers {sorted(transport_peers)} differ from the members "
-                                  f"{sorted(self.cluster_nodes)}")
         self._transport = transport
         persisted = self.storage.load()
+        # A joining member votes in no bootstrap configuration: it learns its configuration from the leader.
         self.core = RaftCore(
-            node_id, self.cluster_nodes, rng=rng or random.Random(),
+            node_id, () if join else self.cluster_nodes, rng=rng or random.Random(),
             hard_state=persisted.hard_state, snapshot=persisted.snapshot, entries=persisted.entries,
             heartbeat_ticks=max(1, round(heartbeat_interval / tick_interval)),
             election_ticks=max(2, round(min_election_timeout / tick_interval)),
             pre_vote=pre_vote, check_quorum=check_quorum)
+        transport_peers = getattr(transport, "peers", None)
+        if (not join and self.core.log.latest_config() is None and transport_peers is not None
+                and set(transport_peers) != set(self.cluster_nodes)):
+            raise RaftConfigError(f"transport peers {sorted(transport_peers)} differ from the members "
+                                  f"{sorted(self.cluster_nodes)}")
+        self._membership = MembershipFollower(self)
         if persisted.snapshot is not None:
             self.state_machine.restore(persisted.snapshot.data)
         self._inbox: deque[Message] = deque()
@@ -165,7 +170,8 @@ class RaftNode:
         return {"node_id": self.node_id, "state": self.state.value, "term": self.current_term,
                 "leader_id": self.leader_id, "commit_index": self.commit_index, "last_applied": self.last_applied,
                 "last_index": self.core.log.last_index, "elections_started": self.elections_started,
-                "leader_changes": self.leader_changes, "dropped_frames": self.dropped_frames}
+                "leader_changes": self.leader_changes, "dropped_frames": self.dropped_frames,
+                "voters": list(self.core.voters), "learners": list(self.core.learners)}
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -178,11 +184,12 @@ class RaftNode:
             self._transport = InProcessNetwork.for_running_loop().transport(self.node_id)
         self._wakeup = asyncio.Event()
         await self._transport.start(self._receive)
+        self._membership.follow()  # a restarted member's configuration may name members the bootstrap did not
         self._task = asyncio.get_running_loop().create_task(self._run(), name=f"raft-node-{self.node_id}")
 
     async def stop(self, transfer_leadership: bool = False) -> None:
         """Stop the member; with ``transfer_leadership`` a leader first hands over (graceful shutdown)."""
-        if transfer_leadership and self.is_leader and len(self.cluster_nodes) > 1:
+        if transfer_leadership and self.is_leader and len(self.core.voters) > 1:
             with contextlib.suppress(RaftError, asyncio.TimeoutError):
                 await self.transfer_leadership()
         self._stopped = True
@@ -236,6 +243,8 @@ class RaftNode:
         while self.core.has_ready():
             ready = self.core.ready()
             self.storage.persist_ready(ready)  # durable before any message that promises it leaves
+            # Before sending: the first append to a member just added needs its address in the transport.
+            config_changed = self._membership.follow()
             for message in ready.messages:
                 self._transport.send(message)
             if ready.snapshot is not None:
@@ -243,12 +252,13 @@ class RaftNode:
                 self._pending.fail(ProposalDropped("superseded by a snapshot from the leader"),
                                    up_to=ready.snapshot.index)
             for entry in ready.committed_entries:
-                self.state_machine.apply(entry)
+                if not entry.is_config:  # configurations are the core's business, not the state machine's
+                    self.state_machine.apply(entry)
                 self._pending.resolve(entry, self.leader_id)
             self.core.advance(ready)
             if ready.soft_state is not None:
                 self._notifier.leadership_changed(ready.soft_state.leader_id, self.core.term)
-            if ready.soft_state is not None or ready.committed_entries or ready.snapshot is not None:
+            if ready.soft_state is not None or ready.committed_entries or ready.snapshot is not None or config_changed:
                 self._notifier.state_changed()
             self._maybe_snapshot()
 
@@ -256,7 +266,7 @@ class RaftNode:
         applied = self.core.applied_index
         if applied - self.core.log.snapshot.index < self.snapshot_threshold:
             return
-        snapshot = Snapshot(applied, self.core.log.term(applied), self.state_machine.snapshot())
+        snapshot = self.core.make_snapshot(self.state_machine.snapshot())
         self.storage.save_snapshot(snapshot)
         self.core.compact(snapshot)
 
@@ -275,6 +285,15 @@ class RaftNode:
         future = self._pending.add(self.core.propose(command))
         self._wakeup.set()
         return await asyncio.wait_for(future, timeout)  # on timeout the future is cancelled and forgotten
+
+    async def propose_config(self, config: Configuration, timeout: float | None = None) -> LogEntry:
+        """Replicate a configuration change (see ``membership.py`` for adding and removing members); it is in
+        effect at once and returned once committed. Raises like :meth:`propose`."""
+        if self._stopped or self._task is None:
+            raise RaftStopped(f"raft member {self.node_id} is not running")
+        future = self._pending.add(self.core.propose_config(config))
+        self._wakeup.set()
+        return await asyncio.wait_for(future, timeout)
 
     def add_leadership_listener(self, listener: LeadershipListener) -> Callable[[], None]:
         """Call ``listener(leader_id, term)`` on every change of leader or role; returns an unsubscribe function.
@@ -299,7 +318,7 @@ class RaftNode:
         ``timeout`` seconds (default: two maximum election timeouts)."""
         if not self.is_leader:
             raise NotLeader(leader_id=self.leader_id)
-        peers = [peer for peer in self.cluster_nodes if peer != self.node_id]
+        peers = [peer for peer in self.core.voters if peer != self.node_id]
         if to == self.node_id:
             return self.node_id
         if to is None:

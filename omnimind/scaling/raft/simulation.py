@@ -18,6 +18,7 @@ from typing import Any
 
 from .core import RaftCore
 from .core.errors import InvariantViolation, ProposalDropped
+from .core.configuration import Configuration
 from .core.messages import LogEntry, Message, Snapshot
 from .core.ready import Role
 from .storage.memory import MemoryStorage
@@ -28,7 +29,8 @@ class SimulatedCluster:
     """Members ``node_ids`` with persistent :class:`MemoryStorage` that survives :meth:`crash`/:meth:`restart`.
 
     Each member's state machine is the list of applied ``(index, term, command)``; when
-    ``snapshot_every`` is set, members compact their log every that many applied entries.
+    ``snapshot_every`` is set, members compact their log every that many applied entries. :meth:`join` starts
+    an empty member outside every configuration and :meth:`change_config` proposes a membership change.
 
     >>> cluster = SimulatedCluster(["a", "b", "c"], seed=3)
     >>> cluster.run_until(lambda: cluster.leader() is not None, max_ticks=200)
@@ -54,6 +56,7 @@ class SimulatedCluster:
                                   max_inflight_messages=max_inflight_messages)
         self.now = 0
         self.storages = {node_id: MemoryStorage() for node_id in self.node_ids}
+        self._joined: set[str] = set()  # members started empty, to be added by a configuration change
         self.cores: dict[str, RaftCore] = {}
         self.applied: dict[str, list[tuple[int, int, Any]]] = {}
         self._in_flight: list[tuple[int, int, Message]] = []
@@ -74,12 +77,19 @@ class SimulatedCluster:
     def restart(self, node_id: str) -> None:
         """Start the member again from its persisted state."""
         persisted = self.storages[node_id].load()
-        self.cores[node_id] = RaftCore(node_id, self.node_ids, rng=random.Random(self.rng.random()),
+        bootstrap = () if node_id in self._joined else self.node_ids
+        self.cores[node_id] = RaftCore(node_id, bootstrap, rng=random.Random(self.rng.random()),
                                        hard_state=persisted.hard_state, snapshot=persisted.snapshot,
                                        entries=persisted.entries, **self._core_options)
         self.applied[node_id] = []
         if persisted.snapshot is not None:
             self._restore(node_id, persisted.snapshot)
+
+    def join(self, node_id: str) -> None:
+        """Start an empty member outside every configuration; :meth:`change_config` then adds it."""
+        self._joined.add(node_id)
+        self.storages[node_id] = MemoryStorage()
+        self.restart(node_id)
 
     # -- driving -----------------------------------------------------------------------------------------------
     def tick(self) -> None:
@@ -108,6 +118,20 @@ class SimulatedCluster:
             return None
         try:
             entry = self.cores[leader].propose(command)
+        except ProposalDropped:
+            return None
+        self._process(leader)
+        return entry
+
+    def change_config(self, change: Callable[[Configuration], Configuration]) -> LogEntry | None:
+        """Propose ``change(current configuration)`` on the leader; ``None`` if there is none or it refuses
+        (an uncommitted change, no commit in its term yet, a transfer under way)."""
+        leader = self.leader()
+        if leader is None:
+            return None
+        core = self.cores[leader]
+        try:
+            entry = core.propose_config(change(core.configuration))
         except ProposalDropped:
             return None
         self._process(leader)
@@ -151,8 +175,7 @@ class SimulatedCluster:
                 self._on_elected(node_id, core)
             core.advance(ready)
             if self.snapshot_every and core.applied_index - core.log.snapshot.index >= self.snapshot_every:
-                snapshot = Snapshot(core.applied_index, core.log.term(core.applied_index),
-                                    [list(item) for item in self.applied[node_id]])
+                snapshot = core.make_snapshot([list(item) for item in self.applied[node_id]])
                 self.storages[node_id].save_snapshot(snapshot)
                 core.compact(snapshot)
 
@@ -180,6 +203,8 @@ class SimulatedCluster:
         holder = self._leader_of_term.setdefault(core.term, node_id)
         if holder != node_id:
             raise InvariantViolation(f"two leaders in term {core.term}: {holder} and {node_id}")
+        if not core.is_voter:
+            raise InvariantViolation(f"{node_id} was elected in term {core.term} without being a voter")
         self._elected_at.setdefault((node_id, core.term), self.now)
         self.check_leader_completeness(node_id)
 

@@ -1,6 +1,7 @@
 """The pure Raft core (etcd-io/raft's ``raft`` package without its runners): no sockets, clocks, threads or
 event loop. :class:`RaftCore` (``raft.py``) takes ``tick`` and ``step`` and hands back a :class:`Ready`
-(``ready.py``); the per-role handlers are ``election.py``, ``follower.py`` and ``leader.py``; ``log.py`` and
+(``ready.py``); the per-role handlers are ``election.py``, ``follower.py`` and ``leader.py``, membership changes
+``membership.py`` over ``configuration.py``; ``log.py`` and
 ``progress.py`` are the log and the leader's view of each follower; ``messages.py`` the wire types;
 ``state_machine.py`` what committed entries are applied to; ``errors.py`` the errors of the whole package.
 
@@ -8,6 +9,7 @@ The runners beside this package drive it: ``node.py`` (asyncio), ``transport/``,
 ``simulation.py``.
 """
 
+from .configuration import Configuration
 from .errors import (
                      InvariantViolation,
                      MalformedMessage,
@@ -24,7 +26,7 @@ from .ready import HardState, Ready, Role, SoftState
 from .state_machine import KeyValueStateMachine, StateMachine
 
 __all__ = [
-    "HardState", "InvariantViolation", "KeyValueStateMachine", "LogEntry", "MalformedMessage", "Message",
+    "Configuration", "HardState", "InvariantViolation", "KeyValueStateMachine", "LogEntry", "MalformedMessage", "Message",
     "MessageType", "NotLeader", "ProposalDropped", "RaftConfigError", "RaftCore", "RaftError", "RaftStopped",
     "Ready", "Role", "SoftState", "Snapshot", "StateMachine", "StorageCorruptError",
 ]

@@ -43,8 +43,8 @@ class ElectionHandlers:
             self._hup()
 
     def _hup(self: RaftCore, transfer: bool = False) -> None:
-        if self._role is Role.LEADER:
-            return
+        if self._role is Role.LEADER or not self.is_voter:
+            return  # learners and removed members never campaign
         if transfer or not self.pre_vote:
             self._campaign(pre_vote=False, transfer=transfer)
         else:
@@ -60,17 +60,21 @@ class ElectionHandlers:
         if self._poll(self._node_id, granted=True) is VoteResult.WON:
             self._on_election_won()  # a single-member cluster
             return
-        for peer in self._peers:
+        for peer in self._config.voters:
+            if peer == self._node_id:
+                continue
             self._send(request_type, peer, term=term, index=self.log.last_index, log_term=self.log.last_term,
                        context=CAMPAIGN_TRANSFER if transfer else "")
 
     def _poll(self: RaftCore, voter: str, granted: bool) -> VoteResult:
+        if not self._config.is_voter(voter):
+            return VoteResult.PENDING  # a learner's (or a removed member's) answer does not count
         self._votes.setdefault(voter, granted)
         granted_count = sum(self._votes.values())
         rejected_count = len(self._votes) - granted_count
         if granted_count >= self.quorum:
             return VoteResult.WON
-        if len(self._voters) - rejected_count < self.quorum:
+        if len(self._config.voters) - rejected_count < self.quorum:
             return VoteResult.LOST
         return VoteResult.PENDING
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from .configuration import NORMAL_ENTRY
 from .messages import LogEntry, Message, MessageType
 from .progress import Progress, ProgressState
 
@@ -44,8 +45,8 @@ class LeaderHandlers:
 
     def _check_quorum_active(self: RaftCore) -> bool:
         """Whether a quorum answered during the last election timeout; starts the next observation window."""
-        active = sum(1 for voter, progress in self._progress.items()
-                     if voter == self._node_id or progress.recent_active)
+        active = sum(1 for member, progress in self._progress.items()
+                     if self._config.is_voter(member) and (member == self._node_id or progress.recent_active))
         for voter, progress in self._progress.items():
             progress.recent_active = voter == self._node_id
         return active >= self.quorum
@@ -99,16 +100,20 @@ class LeaderHandlers:
         if message.sender == self._lead_transferee and progress.match == self.log.last_index:
             self._send(MessageType.TIMEOUT_NOW, message.sender)
 
-    def _append_as_leader(self: RaftCore, command: Any) -> LogEntry:
-        entry = LogEntry(self._term, self.log.last_index + 1, command)
+    def _append_as_leader(self: RaftCore, command: Any, kind: str = NORMAL_ENTRY) -> LogEntry:
+        entry = LogEntry(self._term, self.log.last_index + 1, command, kind)
         self.log.append([entry])
         self._progress[self._node_id].maybe_update(entry.index)
+        if kind != NORMAL_ENTRY:
+            self._sync_config()  # a configuration entry is in effect as soon as it is appended
         self._maybe_commit()  # commits at once only in a single-member cluster
         self._broadcast_append()
         return entry
 
     def _maybe_commit(self: RaftCore) -> bool:
-        matches = sorted((progress.match for progress in self._progress.values()), reverse=True)
+        voters = self._config.voters
+        matches = sorted((progress.match for member, progress in self._progress.items() if member in voters),
+                         reverse=True)
         return self.log.maybe_commit(matches[self.quorum - 1], self._term)
 
     def _broadcast_append(self: RaftCore) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+from .configuration import CONFIG_ENTRY, Configuration
 from .errors import InvariantViolation
 from .messages import LogEntry, Snapshot
 
@@ -40,6 +41,8 @@ class RaftLog:
         # Everything handed to the constructor came from storage, so it is already durable.
         self._stable_index = self.last_index
         self._pending_snapshot: Snapshot | None = None
+        # Indices of the configuration entries held in memory, ascending: the newest one is in effect.
+        self._config_indices = [entry.index for entry in self._entries if entry.kind == CONFIG_ENTRY]
 
     # -- positions ---------------------------------------------------------------------------------------------
     @property
@@ -86,12 +89,29 @@ class RaftLog:
         offset = start - self._snapshot.index - 1
         return self._entries[offset : offset + max_count]
 
+    def latest_config(self) -> Configuration | None:
+        """The configuration in effect: the newest configuration entry, committed or not, else the snapshot's;
+        ``None`` while membership never changed (the bootstrap configuration holds)."""
+        return self.config_at(self.last_index)
+
+    def latest_config_index(self) -> int:
+        """Index of the newest configuration entry in memory (0 if there is none after the snapshot)."""
+        return self._config_indices[-1] if self._config_indices else 0
+
+    def config_at(self, index: int) -> Configuration | None:
+        """The configuration in effect at ``index`` (``index`` >= the snapshot's)."""
+        for config_index in reversed(self._config_indices):
+            if config_index <= index:
+                return Configuration.from_dict(self._entries[config_index - self._snapshot.index - 1].command)
+        return Configuration.from_dict(self._snapshot.config) if self._snapshot.config is not None else None
+
     # -- mutation ----------------------------------------------------------------------------------------------
     def append(self, entries: Sequence[LogEntry]) -> None:
         """Append entries that directly follow the last one (the leader's own proposals)."""
         if entries and entries[0].index != self.last_index + 1:
             raise InvariantViolation(f"append at {entries[0].index} leaves a gap after {self.last_index}")
         self._entries.extend(entries)
+        self._config_indices.extend([entry.index for entry in entries if entry.kind == CONFIG_ENTRY])
 
     def maybe_append(self, prev_index: int, prev_term: int, leader_commit: int,
                      entries: Sequence[LogEntry]) -> int | None:
@@ -118,6 +138,9 @@ class RaftLog:
         start = entries[0].index
         del self._entries[start - self._snapshot.index - 1 :]
         self._entries.extend(entries)
+        # A truncated configuration entry takes its configuration with it (it took effect when appended).
+        self._config_indices = [index for index in self._config_indices if index < start]
+        self._config_indices.extend([entry.index for entry in entries if entry.kind == CONFIG_ENTRY])
         # The truncated entries may have been persisted; storage rewrites from `start` on the next Ready.
         self._stable_index = min(self._stable_index, start - 1)
 
@@ -148,6 +171,7 @@ class RaftLog:
         """Replace the whole log with a snapshot received from the leader."""
         self._snapshot = snapshot
         self._entries = []
+        self._config_indices = []
         self.committed = snapshot.index
         self._stable_index = snapshot.index
         self._pending_snapshot = snapshot
@@ -158,7 +182,10 @@ class RaftLog:
             raise InvariantViolation(f"cannot compact to {snapshot.index}: not applied or term mismatch")
         if snapshot.index <= self._snapshot.index:
             return
+        if snapshot.config is None and self.config_at(snapshot.index) is not None:
+            raise InvariantViolation(f"the snapshot at {snapshot.index} lacks the configuration in effect there")
         del self._entries[: snapshot.index - self._snapshot.index]
+        self._config_indices = [index for index in self._config_indices if index > snapshot.index]
         self._snapshot = snapshot
 
     # -- Ready bookkeeping -------------------------------------------------------------------------------------

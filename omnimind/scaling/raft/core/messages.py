@@ -16,6 +16,7 @@ import enum
 from dataclasses import dataclass
 from typing import Any
 
+from .configuration import CONFIG_ENTRY, NORMAL_ENTRY, Configuration
 from .errors import MalformedMessage
 
 #: ``Message.context`` of a vote request sent because the leader handed leadership over (TimeoutNow); such a
@@ -45,43 +46,68 @@ class MessageType(str, enum.Enum):
 @dataclass(frozen=True)
 class LogEntry:
     """One replicated log entry; ``command`` is any JSON-compatible value (``None`` marks a leader's no-op).
+    ``kind`` is ``"normal"``, or ``"config"`` for a membership configuration (``configuration.py``), which the
+    runner does not hand to the state machine.
 
     >>> LogEntry.from_dict({"term": 1, "index": 1, "command": "noop"})
-    LogEntry(term=1, index=1, command='noop')
+    LogEntry(term=1, index=1, command='noop', kind='normal')
     """
 
     term: int
     index: int
     command: Any = None
+    kind: str = NORMAL_ENTRY
+
+    @property
+    def is_config(self) -> bool:
+        return self.kind == CONFIG_ENTRY
 
     def to_dict(self) -> dict[str, Any]:
-        return {"term": self.term, "index": self.index, "command": self.command}
+        data = {"term": self.term, "index": self.index, "command": self.command}
+        if self.kind != NORMAL_ENTRY:  # logs written before membership changes existed stay readable as they are
+            data["kind"] = self.kind
+        return data
 
     @classmethod
     def from_dict(cls, data: Any) -> LogEntry:
         fields = _require_mapping(data, "entry")
-        return cls(_non_negative_int(fields, "term"), _non_negative_int(fields, "index"), fields.get("command"))
+        kind = fields.get("kind", NORMAL_ENTRY)
+        if kind not in (NORMAL_ENTRY, CONFIG_ENTRY):
+            raise MalformedMessage(f"unknown entry kind {kind!r}")
+        command = fields.get("command")
+        if kind == CONFIG_ENTRY:
+            Configuration.from_dict(command)  # validated here, so a core never meets a malformed configuration
+        return cls(_non_negative_int(fields, "term"), _non_negative_int(fields, "index"), command, kind)
 
 
 @dataclass(frozen=True)
 class Snapshot:
     """The applied state machine at ``index`` (whose entry has ``term``); ``data`` is JSON-compatible.
+    ``config`` is the membership configuration in effect at ``index`` (``Configuration.to_dict`` form; ``None``
+    while the log never changed membership), so compaction never forgets who the members are.
 
     >>> Snapshot.from_dict(Snapshot(index=10, term=3, data={"k": 1}).to_dict())
-    Snapshot(index=10, term=3, data={'k': 1})
+    Snapshot(index=10, term=3, data={'k': 1}, config=None)
     """
 
     index: int
     term: int
     data: Any = None
+    config: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"index": self.index, "term": self.term, "data": self.data}
+        data = {"index": self.index, "term": self.term, "data": self.data}
+        if self.config is not None:
+            data["config"] = self.config
+        return data
 
     @classmethod
     def from_dict(cls, data: Any) -> Snapshot:
         fields = _require_mapping(data, "snapshot")
-        return cls(_non_negative_int(fields, "index"), _non_negative_int(fields, "term"), fields.get("data"))
+        config = fields.get("config")
+        if config is not None:
+            config = Configuration.from_dict(config).to_dict()
+        return cls(_non_negative_int(fields, "index"), _non_negative_int(fields, "term"), fields.get("data"), config)
 
 
 @dataclass(frozen=True)

@@ -13,23 +13,37 @@ import random
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from .configuration import Configuration
 from .election import ElectionHandlers
 from .errors import NotLeader, ProposalDropped, RaftConfigError
 from .follower import FollowerHandlers
 from .leader import LeaderHandlers
 from .log import RaftLog
+from .membership import MembershipHandlers
 from .messages import CAMPAIGN_TRANSFER, LogEntry, Message, MessageType, Snapshot
 from .progress import Progress
 from .ready import HardState, ReadyProtocol, Role, SoftState
 
+#: Messages taken from members outside our configuration: a leader's (a joining member knows no configuration
+#: yet; a member may lag behind the configuration that added the leader) and vote requests (a candidate may be
+#: a voter in a configuration we have not appended yet; its vote is only counted if it is in ours).
+_FROM_ANY_SENDER = frozenset({MessageType.APPEND, MessageType.HEARTBEAT, MessageType.INSTALL_SNAPSHOT,
+                              MessageType.TIMEOUT_NOW, MessageType.VOTE, MessageType.PRE_VOTE})
 
-class RaftCore(ReadyProtocol, FollowerHandlers, ElectionHandlers, LeaderHandlers):
+#: Messages after which our log (and so the configuration in effect) may have changed.
+_MAY_CHANGE_LOG = frozenset({MessageType.APPEND, MessageType.INSTALL_SNAPSHOT})
+
+
+class RaftCore(ReadyProtocol, FollowerHandlers, ElectionHandlers, LeaderHandlers, MembershipHandlers):
     """One member's Raft state machine.
 
     Hyperparameters are public attributes: ``heartbeat_ticks`` (leader heartbeat period), ``election_ticks``
     (the randomized election timeout is drawn from ``[election_ticks, 2 * election_ticks)``), ``pre_vote``,
     ``check_quorum`` (also enables the leader lease), ``max_entries_per_message`` and
     ``max_inflight_messages``.
+
+    ``voters`` is the bootstrap configuration, in effect until the log holds a configuration entry
+    (``membership.py``); a member joining an existing group starts with none and waits for the leader.
 
     A single member elects itself as soon as its election timeout passes:
 
@@ -65,7 +79,7 @@ class RaftCore(ReadyProtocol, FollowerHandlers, ElectionHandlers, LeaderHandlers
         voter_list = list(voters)
         if len(set(voter_list)) != len(voter_list):
             raise RaftConfigError(f"duplicate member ids in {voter_list}")
-        if node_id not in voter_list:
+        if voter_list and node_id not in voter_list:
             raise RaftConfigError(f"own id {node_id!r} is missing from the members {voter_list}")
         if not 0 < heartbeat_ticks < election_ticks:
             raise RaftConfigError("heartbeat_ticks must be positive and smaller than election_ticks")
@@ -77,8 +91,10 @@ class RaftCore(ReadyProtocol, FollowerHandlers, ElectionHandlers, LeaderHandlers
         self.max_inflight_messages = max_inflight_messages
 
         self._node_id = node_id
-        self._voters = tuple(sorted(voter_list))
-        self._peers = tuple(voter for voter in self._voters if voter != node_id)
+        self._bootstrap_config = Configuration.of(voter_list)
+        self._config = self._bootstrap_config
+        self._config_source: tuple[int, int] | None = None
+        self._peers = tuple(voter for voter in self._config.voters if voter != node_id)
         self._rng = rng
         hard_state = hard_state or HardState()
         self._term = hard_state.term
@@ -98,6 +114,7 @@ class RaftCore(ReadyProtocol, FollowerHandlers, ElectionHandlers, LeaderHandlers
         self._tick: Callable[[], None]
         self._step: Callable[[Message], None]
         self._become_follower(self._term, None)
+        self._sync_config()
         self._prev_hard_state = HardState(self._term, self._vote, self.log.committed)
         self._prev_soft_state = SoftState(None, Role.FOLLOWER)
 
@@ -105,10 +122,6 @@ class RaftCore(ReadyProtocol, FollowerHandlers, ElectionHandlers, LeaderHandlers
     @property
     def node_id(self) -> str:
         return self._node_id
-
-    @property
-    def voters(self) -> tuple[str, ...]:
-        return self._voters
 
     @property
     def term(self) -> int:
@@ -161,10 +174,6 @@ class RaftCore(ReadyProtocol, FollowerHandlers, ElectionHandlers, LeaderHandlers
         progress = self._progress.get(peer)
         return progress.match if progress else 0
 
-    @property
-    def quorum(self) -> int:
-        return len(self._voters) // 2 + 1
-
     # -- inputs ------------------------------------------------------------------------------------------------
     def tick(self) -> None:
         """Advance logical time by one tick."""
@@ -172,7 +181,9 @@ class RaftCore(ReadyProtocol, FollowerHandlers, ElectionHandlers, LeaderHandlers
 
     def step(self, message: Message) -> None:
         """Process one message from a peer."""
-        if message.recipient != self._node_id or message.sender not in self._peers:
+        if message.recipient != self._node_id or message.sender == self._node_id:
+            return
+        if message.type not in _FROM_ANY_SENDER and message.sender not in self._config:
             return
         if message.term > self._term:
             if message.type in (MessageType.VOTE, MessageType.PRE_VOTE):
@@ -200,6 +211,8 @@ class RaftCore(ReadyProtocol, FollowerHandlers, ElectionHandlers, LeaderHandlers
             self._handle_vote_request(message)
         else:
             self._step(message)
+        if message.type in _MAY_CHANGE_LOG:
+            self._sync_config()
 
     def campaign(self) -> None:
         """Start an election now, as if the election timeout had just passed (pre-vote first if enabled)."""
@@ -218,13 +231,14 @@ class RaftCore(ReadyProtocol, FollowerHandlers, ElectionHandlers, LeaderHandlers
         """Hand leadership to ``target`` (after catching it up); proposals are refused meanwhile."""
         if self._role is not Role.LEADER:
             raise NotLeader(leader_id=self._leader_id)
-        if target not in self._voters:
+        if not self._config.is_voter(target):
             raise RaftConfigError(f"cannot transfer leadership to unknown member {target!r}")
         self._start_leader_transfer(target)
 
     def compact(self, snapshot: Snapshot) -> None:
         """Forget entries covered by ``snapshot``, a snapshot of our applied state machine."""
         self.log.compact(snapshot)
+        self._sync_config()
 
     # -- role transitions --------------------------------------------------------------------------------------
     def _reset(self, term: int) -> None:
@@ -268,8 +282,8 @@ class RaftCore(ReadyProtocol, FollowerHandlers, ElectionHandlers, LeaderHandlers
         self._leader_id = self._node_id
         self._tick = self._tick_heartbeat
         self._step = self._step_leader
-        for voter in self._voters:
-            self._progress[voter] = Progress(self.log.last_index + 1, self.max_inflight_messages)
+        for member in self._config.members:
+            self._progress[member] = Progress(self.log.last_index + 1, self.max_inflight_messages)
         own = self._progress[self._node_id]
         own.maybe_update(self.log.last_index)
         own.become_replicate()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from ..core.messages import Message
 
@@ -33,6 +33,9 @@ class RaftTransport(ABC):
     @abstractmethod
     async def stop(self) -> None:
         """Stop sending and receiving and release resources."""
+
+    def update_peers(self, peers: Mapping[str, tuple[str, int]]) -> None:  # noqa: B027  (an optional hook)
+        """Follow a membership change (``peers``: every member's address); the default reaches anyone."""
 
     @property
     def dropped_frames(self) -> dict[str, int]:

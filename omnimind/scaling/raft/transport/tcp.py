@@ -76,7 +76,7 @@ class TcpTransport(RaftTransport):
         self._server: asyncio.base_events.Server | None = None
         self._deliver: DeliverCallback | None = None
         self._queues: dict[str, asyncio.Queue[bytes]] = {}
-        self._tasks: list[asyncio.Task] = []
+        self._senders: dict[str, asyncio.Task] = {}
         self._inbound: dict[asyncio.Task, asyncio.StreamWriter] = {}
         self._closing = False
         self._dropped: dict[str, int] = {}
@@ -98,8 +98,11 @@ class TcpTransport(RaftTransport):
         return self._server.sockets[0].getsockname()[:2]
 
     def _count_drop(self, reason: str, detail: str) -> None:
-        self._dropped[reason] = self._dropped.get(reason, 0) + 1
-        logger.warning("raft %s dropped a frame (%s): %s", self.node_id, reason, detail)
+        count = self._dropped[reason] = self._dropped.get(reason, 0) + 1
+        # The 1st, 2nd, 4th, 8th... of a kind: a steady source (a removed member that is still running keeps
+        # asking for votes) must not flood the log; the counter has every one.
+        if count & (count - 1) == 0:
+            logger.warning("raft %s dropped a frame (%s, %d so far): %s", self.node_id, reason, count, detail)
 
     async def start(self, deliver: DeliverCallback) -> None:
         self._deliver = deliver
@@ -110,8 +113,25 @@ class TcpTransport(RaftTransport):
             raise RaftConfigError(f"cannot listen on {host}:{port}: {error}") from error
         for peer in self.peers:
             if peer != self.node_id:
-                self._queues[peer] = asyncio.Queue(self.send_queue_size)
-                self._tasks.append(asyncio.create_task(self._send_loop(peer), name=f"raft-send-{self.node_id}-{peer}"))
+                self._start_sender(peer)
+
+    def _start_sender(self, peer: str) -> None:
+        self._queues[peer] = asyncio.Queue(self.send_queue_size)
+        self._senders[peer] = asyncio.create_task(self._send_loop(peer), name=f"raft-send-{self.node_id}-{peer}")
+
+    def update_peers(self, peers: Mapping[str, Address]) -> None:
+        """Follow a membership change: send to new members, stop sending to (and accepting from) removed ones,
+        re-dial a member whose address changed. Our own listening address never changes."""
+        peers = {peer: address for peer, address in peers.items() if peer != self.node_id}
+        for peer in list(self._senders):
+            if peers.get(peer) != self.peers.get(peer):
+                self._senders.pop(peer).cancel()  # its frames are dropped with it; Raft resends what matters
+                del self._queues[peer]
+        self.peers = {**peers, self.node_id: self.peers[self.node_id]}
+        if self._server is not None and not self._closing:
+            for peer in peers:
+                if peer not in self._senders:
+                    self._start_sender(peer)
 
     def send(self, message: Message) -> None:
         queue = self._queues.get(message.recipient)
@@ -191,14 +211,14 @@ class TcpTransport(RaftTransport):
     async def stop(self) -> None:
         self._deliver = None
         self._closing = True
-        pending = set(self._tasks)
+        pending = set(self._senders.values())
         while pending:
             # Python < 3.12's wait_for can swallow a cancellation that races with open_connection completing,
             # so keep cancelling until every sender has really finished.
             for task in pending:
                 task.cancel()
             _, pending = await asyncio.wait(pending, timeout=0.1)
-        self._tasks.clear()
+        self._senders.clear()
         if self._server is not None:
             self._server.close()
             handlers = list(self._inbound)

@@ -90,10 +90,10 @@ def summary_ms(samples_s) -> dict[str, float]:
             "mean_ms": round(sum(ordered) / len(ordered), 3), "max_ms": round(ordered[-1], 3)}
 
 
-def write_results(name: str, report: dict, markdown: list[str]) -> None:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
-    (RESULTS / f"{name}.md").write_text("\n".join(markdown) + "\n")
+def write_results(name: str, report: dict, markdown: list[str], output: Path = RESULTS) -> None:
+    output.mkdir(parents=True, exist_ok=True)
+    (output / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
+    (output / f"{name}.md").write_text("\n".join(markdown) + "\n")
 
 
 def save_figure(fig, name: str) -> None:

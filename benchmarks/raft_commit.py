@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import platform
 import socket
@@ -27,7 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from omnimind.scaling.raft import FileStorage, InProcessNetwork, MemoryStorage, RaftNode, TcpTransport  # noqa: E402
-from harness import RESULTS, summary_ms  # noqa: E402
+from harness import RESULTS, summary_ms, write_results  # noqa: E402
 
 NODE_IDS = ["n1", "n2", "n3"]
 SECRET = "benchmark-secret"
@@ -182,7 +181,5 @@ if __name__ == "__main__":
     parser.add_argument("--output", type=Path, default=RESULTS)
     arguments = parser.parse_args()
     results = asyncio.run(main(arguments))
-    arguments.output.mkdir(parents=True, exist_ok=True)
-    (arguments.output / "raft_commit.json").write_text(json.dumps(results, indent=2) + "\n")
-    (arguments.output / "raft_commit.md").write_text(markdown(results))
+    write_results("raft_commit", results, markdown(results).splitlines(), arguments.output)
     print(markdown(results))

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import platform
 import sys
@@ -26,7 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from omnimind.scaling.raft import FileStorage, RaftNode, TcpTransport, add_member  # noqa: E402
-from harness import RESULTS, free_port, summary_ms  # noqa: E402
+from harness import RESULTS, free_port, summary_ms, write_results  # noqa: E402
 
 SECRET = "benchmark-secret"
 TARGET_S = 2.0
@@ -153,7 +152,5 @@ if __name__ == "__main__":
     parser.add_argument("--output", type=Path, default=RESULTS)
     arguments = parser.parse_args()
     results = asyncio.run(main(arguments))
-    arguments.output.mkdir(parents=True, exist_ok=True)
-    (arguments.output / "raft_membership.json").write_text(json.dumps(results, indent=2) + "\n")
-    (arguments.output / "raft_membership.md").write_text(markdown(results))
+    write_results("raft_membership", results, markdown(results).splitlines(), arguments.output)
     print(markdown(results))

@@ -6,7 +6,8 @@ import signal
 import pytest
 
 from omnimind import keys
-from tests.helpers import free_port, wait_until
+from omnimind.status import raft_members
+from tests.helpers import free_port, raft_leader, wait_until
 
 SECRET = "test-secret-0123456789abcdef"
 
@@ -27,21 +28,6 @@ def raft_farm(start_worker, tmp_path):
     return start
 
 
-def members(redis_client):
-    out = {}
-    for key in redis_client.scan_iter(match=keys.raft_member_pattern()):
-        raw = redis_client.get(key)
-        if raw:
-            status = json.loads(raw)
-            out[status["member_id"]] = status
-    return out
-
-
-def leader(redis_client, among):
-    leaders = [s for m, s in members(redis_client).items() if m in among and s["state"] == "leader"]
-    return max(leaders, key=lambda s: s["term"])["member_id"] if leaders else None
-
-
 def accepted_slots(redis_client):
     return [int(fields[b"slot"]) for _, fields in redis_client.xrange(keys.schedule_accepted("retrain"))]
 
@@ -53,10 +39,10 @@ def assert_consecutive(slots):
 
 def test_leader_sigkill_failover_keeps_every_slot_once(raft_farm, redis_client):
     workers = {m: raft_farm(m) for m in ("n1", "n2", "n3")}
-    first = wait_until(lambda: leader(redis_client, workers), timeout=30, message="a leader")
+    first = wait_until(lambda: raft_leader(redis_client, workers), timeout=30, message="a leader")
     wait_until(lambda: len(accepted_slots(redis_client)) >= 3, timeout=30, message="3 dispatches")
     workers.pop(first).kill()
-    second = wait_until(lambda: leader(redis_client, workers), timeout=30, message="a new leader")
+    second = wait_until(lambda: raft_leader(redis_client, workers), timeout=30, message="a new leader")
     assert second != first
     before = len(accepted_slots(redis_client))
     wait_until(lambda: len(accepted_slots(redis_client)) >= before + 3, timeout=30, message="dispatches resume")
@@ -66,7 +52,7 @@ def test_leader_sigkill_failover_keeps_every_slot_once(raft_farm, redis_client):
 
     # Leadership may move again between the two survivors on a loaded machine: the
     # screen must name whoever leads now.
-    wait_until(lambda: (lambda now: now and f"RAFT  leader {now}" in render(read_status(settings)))(leader(redis_client, workers)),
+    wait_until(lambda: (lambda now: now and f"RAFT  leader {now}" in render(read_status(settings)))(raft_leader(redis_client, workers)),
                timeout=15, message="the status screen to name the leader")
 
 
@@ -86,7 +72,7 @@ def test_paused_leader_dispatch_is_fenced_off(raft_farm, redis_client, tmp_path)
     wait_until(lambda: process_state(paused_at["pid"]) == "T", timeout=10, message="the leader to be stopped")
     try:
         others = {m: w for m, w in workers.items() if m != old}
-        wait_until(lambda: (lambda m: m and members(redis_client)[m]["term"] > old_term)(leader(redis_client, others)),
+        wait_until(lambda: (lambda m: m and raft_members(redis_client)[m]["term"] > old_term)(raft_leader(redis_client, others)),
                    timeout=30, message="a new leader")
         # The new leader re-sends slot 3 (committed, never confirmed sent), then goes on.
         wait_until(lambda: len(accepted_slots(redis_client)) >= 5, timeout=30, message="new leader dispatches")
@@ -109,15 +95,15 @@ def process_state(pid: int) -> str:
 
 def test_full_restart_keeps_terms_log_and_schedule(raft_farm, redis_client):
     workers = {m: raft_farm(m) for m in ("n1", "n2", "n3")}
-    wait_until(lambda: leader(redis_client, workers), timeout=30, message="a leader")
+    wait_until(lambda: raft_leader(redis_client, workers), timeout=30, message="a leader")
     wait_until(lambda: len(accepted_slots(redis_client)) >= 3, timeout=30, message="3 dispatches")
-    before = members(redis_client)
+    before = raft_members(redis_client)
     for worker in workers.values():
         worker.kill()  # all at once, no goodbyes
     slots_before = accepted_slots(redis_client)
     workers = {m: raft_farm(m) for m in ("n1", "n2", "n3")}
-    wait_until(lambda: leader(redis_client, workers), timeout=30, message="a leader after restart")
-    after = members(redis_client)
+    wait_until(lambda: raft_leader(redis_client, workers), timeout=30, message="a leader after restart")
+    after = raft_members(redis_client)
     for member, status in before.items():
         assert after[member]["term"] >= status["term"]
     wait_until(lambda: len(accepted_slots(redis_client)) >= len(slots_before) + 2, timeout=30,
@@ -157,7 +143,7 @@ def test_drift_event_dispatches_an_early_retrain(start_worker, redis_client, tmp
         )
         for m in ("n1", "n2", "n3")
     }
-    wait_until(lambda: leader(redis_client, workers), timeout=30, message="a leader")
+    wait_until(lambda: raft_leader(redis_client, workers), timeout=30, message="a leader")
     assert accepted_slots(redis_client) == []  # the hourly schedule is not due
     redis_client.xadd(keys.DRIFT_EVENTS, {"node_id": "learner@test", "error": "4.2"})
     wait_until(lambda: accepted_slots(redis_client) == [1], timeout=15, message="an early retrain")
@@ -204,7 +190,7 @@ def test_member_with_a_wrong_secret_refuses_to_start(raft_farm, redis_client, tm
     from pathlib import Path
 
     workers = {m: raft_farm(m) for m in ("n1", "n2")}
-    wait_until(lambda: leader(redis_client, workers), timeout=30, message="a leader of two")
+    wait_until(lambda: raft_leader(redis_client, workers), timeout=30, message="a leader of two")
     env = {**os.environ, "OMNIMIND_RAFT_SECRET": "not-the-shared-secret-at-all",
            "OMNIMIND_DATA_DIR": str(tmp_path / "n3"), "OMNIMIND_RAFT_PEERS": raft_farm.peers}
     proc = subprocess.run(
@@ -216,7 +202,7 @@ def test_member_with_a_wrong_secret_refuses_to_start(raft_farm, redis_client, tm
     assert "OMNIMIND_RAFT_SECRET differs" in proc.stdout + proc.stderr
     # The group is unharmed: it has a leader (on a loaded machine it may be re-electing
     # at the very moment the refused member exits, so wait for one).
-    wait_until(lambda: leader(redis_client, workers), timeout=30, message="a leader after the refusal")
+    wait_until(lambda: raft_leader(redis_client, workers), timeout=30, message="a leader after the refusal")
 
 
 def test_forged_fence_is_refused_and_the_schedule_carries_on(start_worker, redis_client, tmp_path, celery_app):

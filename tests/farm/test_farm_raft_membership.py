@@ -1,6 +1,5 @@
 """Changing the Raft coordinator group of real workers with ``omnimind raft add|remove``: a dead member is
 replaced without restarting the others, and the newcomer then counts in elections."""
-import json
 import os
 import subprocess
 import sys
@@ -8,7 +7,8 @@ import sys
 import pytest
 
 from omnimind import keys
-from tests.helpers import free_port, wait_until
+from omnimind.status import raft_members
+from tests.helpers import free_port, raft_leader, wait_until
 
 SECRET = "test-secret-0123456789abcdef"
 MEMBERS = ("n1", "n2", "n3", "n4")
@@ -30,16 +30,6 @@ def raft_group(start_worker, tmp_path):
     return start
 
 
-def statuses(redis_client):
-    raw = (redis_client.get(key) for key in redis_client.scan_iter(match=keys.raft_member_pattern()))
-    return {status["member_id"]: status for status in map(json.loads, filter(None, raw))}
-
-
-def leader(redis_client, among):
-    leaders = [s for m, s in statuses(redis_client).items() if m in among and s["state"] == "leader"]
-    return max(leaders, key=lambda s: s["term"])["member_id"] if leaders else None
-
-
 def accepted_slots(redis_client):
     return [int(fields[b"slot"]) for _, fields in redis_client.xrange(keys.schedule_accepted("retrain"))]
 
@@ -52,7 +42,7 @@ def raft_cli(*args, timeout=120):
 
 def test_dead_member_is_replaced_without_restarting_the_others(raft_group, redis_client):
     workers = {m: raft_group(m, ("n1", "n2", "n3")) for m in ("n1", "n2", "n3")}
-    first_leader = wait_until(lambda: leader(redis_client, workers), timeout=30, message="a leader")
+    first_leader = wait_until(lambda: raft_leader(redis_client, workers), timeout=30, message="a leader")
     wait_until(lambda: len(accepted_slots(redis_client)) >= 2, timeout=30, message="2 dispatches")
     dead = next(m for m in sorted(workers) if m != first_leader)
     workers.pop(dead).kill()
@@ -66,7 +56,7 @@ def test_dead_member_is_replaced_without_restarting_the_others(raft_group, redis
     removed = raft_cli("remove", dead)
     assert removed.returncode == 0, removed.stderr
     wanted = sorted(workers)
-    wait_until(lambda: all(statuses(redis_client).get(m, {}).get("voters") == wanted for m in workers),
+    wait_until(lambda: all(raft_members(redis_client).get(m, {}).get("voters") == wanted for m in workers),
                timeout=30, message=f"every member to follow the configuration {wanted}")
     assert {m: w.pid for m, w in workers.items() if m in pids} == pids  # nobody was restarted
     assert all(w.proc.poll() is None for w in workers.values())
@@ -77,9 +67,9 @@ def test_dead_member_is_replaced_without_restarting_the_others(raft_group, redis
     # the schedule goes on with every slot exactly once.
     before = len(accepted_slots(redis_client))
     wait_until(lambda: len(accepted_slots(redis_client)) >= before + 2, timeout=30, message="dispatches go on")
-    current = wait_until(lambda: leader(redis_client, workers), timeout=30, message="the leader")
+    current = wait_until(lambda: raft_leader(redis_client, workers), timeout=30, message="the leader")
     workers.pop(current).kill()
-    wait_until(lambda: leader(redis_client, workers), timeout=30, message="a leader of the two left")
+    wait_until(lambda: raft_leader(redis_client, workers), timeout=30, message="a leader of the two left")
     before = len(accepted_slots(redis_client))
     wait_until(lambda: len(accepted_slots(redis_client)) >= before + 2, timeout=30, message="dispatches resume")
     slots = accepted_slots(redis_client)
@@ -88,19 +78,19 @@ def test_dead_member_is_replaced_without_restarting_the_others(raft_group, redis
 
 def test_removing_the_leader_hands_over_and_a_bad_secret_is_refused(raft_group, redis_client):
     workers = {m: raft_group(m, ("n1", "n2", "n3")) for m in ("n1", "n2", "n3")}
-    first_leader = wait_until(lambda: leader(redis_client, workers), timeout=30, message="a leader")
+    first_leader = wait_until(lambda: raft_leader(redis_client, workers), timeout=30, message="a leader")
     env = {**os.environ, "OMNIMIND_RAFT_SECRET": "not-the-group-secret-at-all"}
     forged = subprocess.run([sys.executable, "-m", "omnimind.cli", "raft", "remove", "n1", "--timeout", "3"],
                             env=env, capture_output=True, text=True, timeout=60)
     assert forged.returncode == 1 and "no outcome" in forged.stderr
-    assert all(s.get("voters") == ["n1", "n2", "n3"] for s in statuses(redis_client).values())
+    assert all(s.get("voters") == ["n1", "n2", "n3"] for s in raft_members(redis_client).values())
 
     removed = raft_cli("remove", first_leader)
     assert removed.returncode == 0, removed.stderr
     rest = sorted(set(workers) - {first_leader})
-    wait_until(lambda: all(statuses(redis_client).get(m, {}).get("voters") == rest for m in rest),
+    wait_until(lambda: all(raft_members(redis_client).get(m, {}).get("voters") == rest for m in rest),
                timeout=30, message=f"the survivors to follow {rest}")
-    new_leader = wait_until(lambda: leader(redis_client, rest), timeout=30, message="a new leader")
+    new_leader = wait_until(lambda: raft_leader(redis_client, rest), timeout=30, message="a new leader")
     assert new_leader != first_leader
     before = len(accepted_slots(redis_client))
     wait_until(lambda: len(accepted_slots(redis_client)) >= before + 2, timeout=30, message="dispatches go on")

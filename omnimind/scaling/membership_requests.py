@@ -2,7 +2,7 @@
 
 The CLI cannot know which member leads at the moment its request lands, and the lead may move meanwhile, so
 requests go through Redis: the CLI pushes a request signed with the group's shared secret
-(``OMNIMIND_RAFT_SECRET``, HMAC-SHA256, as Raft frames are) onto a list; the member that leads pops it,
+(``OMNIMIND_RAFT_SECRET``, HMAC-SHA256 under a key derived for requests) onto a list; the member that leads pops it,
 checks the signature and age, proposes the change and writes the outcome where the CLI waits for it. A leader
 that has to hand leadership over (removing itself) pushes the request back for its successor. Requests are
 idempotent (adding a voter or removing a non-member changes nothing), so a redelivery is harmless.
@@ -33,6 +33,7 @@ MAX_REQUEST_AGE_S = 300.0
 #: How long an outcome stays readable.
 RESULT_TTL_S = 600
 OPERATIONS = ("add", "remove")
+_KEY_CONTEXT = b"omnimind raft membership request v1"
 
 
 class RequestRefused(OmniMindError):
@@ -96,7 +97,10 @@ class MembershipRequest:
 
 
 def _mac(body: str, secret: str) -> str:
-    return hmac.new(secret.encode(), body.encode(), hashlib.sha256).hexdigest()
+    # A key of its own, derived from the group's secret: nothing else signed with that
+    # secret (Raft frames, dispatch fences) can pass for a membership request.
+    key = hmac.new(secret.encode(), _KEY_CONTEXT, hashlib.sha256).digest()
+    return hmac.new(key, body.encode(), hashlib.sha256).hexdigest()
 
 
 def submit(client, request: MembershipRequest, secret: str) -> None:

@@ -305,12 +305,12 @@ def wait_until_answering(env: Mapping[str, str], names: list[str], timeout: floa
     (or ``timeout`` s, or ``stop()`` is true); returns those that never did."""
     from celery import Celery
 
-    from omnimind.sentinel import DEFAULT_MASTER, transport_options
+    from omnimind.sentinel import transport_options
 
     app = Celery("omnimind-up", broker=env["OMNIMIND_BROKER_URL"], set_as_current=False)
     # A sentinel:// broker also needs the master's name.
-    app.conf.broker_transport_options = transport_options(
-        env["OMNIMIND_BROKER_URL"], env.get("OMNIMIND_SENTINEL_MASTER") or DEFAULT_MASTER)
+    app.conf.broker_transport_options = transport_options(env["OMNIMIND_BROKER_URL"],
+                                                          Settings.from_env(env).sentinel_master)
     missing = set(names)
     deadline = time.monotonic() + timeout
     try:

@@ -42,21 +42,17 @@ def add_raft_commands(subparsers) -> argparse.ArgumentParser:
 
 
 def cmd_raft_status(args) -> int:
-    import redis
+    from omnimind.status import newest_leader, raft_members
 
-    from omnimind.config import Settings
-    from omnimind.status import raft_members
-
-    with redis.Redis.from_url(Settings.from_env().redis_url) as client:
-        members = raft_members(client)
-    leaders = sorted((m for m in members.values() if m["state"] == "leader"), key=lambda m: -m["term"])
-    config = leaders[0] if leaders else max(members.values(), key=lambda m: m["term"], default=None)
+    members = raft_members(_client(_settings()))
+    leader = newest_leader(members.values())
+    config = leader or max(members.values(), key=lambda m: m["term"], default=None)
     voters, learners = (config.get("voters", []), config.get("learners", [])) if config else ([], [])
     if args.json:
-        print(json.dumps({"leader": leaders[0]["member_id"] if leaders else None, "voters": voters,
+        print(json.dumps({"leader": leader["member_id"] if leader else None, "voters": voters,
                           "learners": learners, "members": members}, indent=2))
         return 0
-    print(f"leader {leaders[0]['member_id']} term {leaders[0]['term']}" if leaders else "no leader")
+    print(f"leader {leader['member_id']} term {leader['term']}" if leader else "no leader")
     print(f"voters   {' '.join(voters) or '-'}")
     print(f"learners {' '.join(learners) or '-'}")
     for member_id in sorted(set(members) | set(voters) | set(learners)):
@@ -91,22 +87,32 @@ def cmd_raft_remove(args) -> int:
 
 
 def _request(request, timeout: float) -> int:
-    import redis
-
-    from omnimind.config import Settings
     from omnimind.scaling.membership_requests import submit, wait_result
 
-    settings = Settings.from_env()
+    settings = _settings()
     if not settings.raft_secret:
         print("omnimind: set OMNIMIND_RAFT_SECRET to the group's shared secret: requests are signed with it",
               file=sys.stderr)
         return 2
-    with redis.Redis.from_url(settings.redis_url) as client:
-        submit(client, request, settings.raft_secret)
-        outcome = wait_result(client, request.request_id, timeout)
+    client = _client(settings)
+    submit(client, request, settings.raft_secret)
+    outcome = wait_result(client, request.request_id, timeout)
     if outcome is None:
         print(f"omnimind: no outcome within {timeout:.0f} s (is a leader up?); the request stays queued",
               file=sys.stderr)
         return 1
     print(outcome["detail"], file=sys.stdout if outcome["ok"] else sys.stderr)
     return 0 if outcome["ok"] else 1
+
+
+def _settings():
+    from omnimind.config import Settings
+
+    return Settings.from_env()
+
+
+def _client(settings):
+    """OmniMind's Redis, also behind Sentinel (``omnimind.redis_client``)."""
+    from omnimind.redis_client import redis_client
+
+    return redis_client(settings.redis_url, settings.sentinel_master)

@@ -81,6 +81,11 @@ class ReplicaQuorum:
         """The WAIT command to append to the write's pipeline, or None when nothing waits."""
         return ("WAIT", self.replicas, self.timeout_ms) if self.replicas > 0 else None
 
+    def wait_on(self, pipe) -> None:
+        """Append the WAIT to the write's own pipeline (WAIT waits for what its connection wrote)."""
+        if self.wait_args():
+            pipe.execute_command(*self.wait_args())
+
     def check(self, confirmed: int, operation: str) -> None:
         """Raise :class:`NotReplicated` (and count it) if WAIT's reply is short of the quorum."""
         if self.replicas and int(confirmed) < self.replicas:

@@ -7,6 +7,7 @@ import json
 import math
 import time
 from dataclasses import dataclass
+from typing import Iterable
 
 import redis
 
@@ -91,6 +92,17 @@ def raft_members(client: redis.Redis) -> dict[str, dict]:
     return {status["member_id"]: status for status in _json_values(client, keys.raft_member_pattern())}
 
 
+def newest_leader(statuses: Iterable[dict]) -> dict | None:
+    """Of members' published statuses, the one that leads in the newest term (None: none leads).
+
+    >>> newest_leader([{"member_id": "n1", "state": "leader", "term": 3},
+    ...                {"member_id": "n2", "state": "leader", "term": 4}])["member_id"]
+    'n2'
+    """
+    leaders = [s for s in statuses if s["state"] == "leader"]
+    return max(leaders, key=lambda s: s["term"]) if leaders else None
+
+
 def _json_values(client: redis.Redis, pattern: str) -> list[dict]:
     names = sorted(client.scan_iter(match=pattern, count=100))
     return [json.loads(raw) for raw in client.mget(names) if raw] if names else []
@@ -120,8 +132,7 @@ def render(status: FarmStatus, now: float | None = None) -> str:
     if status.serving:
         lines.extend(render_serving(status.serving))
     if status.raft_members:
-        leaders = [m for m in status.raft_members if m["state"] == "leader"]
-        head = max(leaders, key=lambda m: m["term"]) if leaders else None
+        head = newest_leader(status.raft_members)
         lines.append(
             f"RAFT  leader {head['member_id']} term {head['term']} commit {head['commit_index']}"
             f" voters {','.join(head.get('voters', []))}"

@@ -70,7 +70,7 @@ def http_status(url: str, auth: tuple[str, str] | None = None) -> int | None:
 
 def raft_leader(client, among) -> str | None:
     """The member of ``among`` that leads in the newest term, by the statuses members publish."""
-    from omnimind.status import raft_members  # on use: conftest imports this module before it sets the test env
+    from omnimind.status import newest_leader, raft_members  # on use: conftest imports this module first
 
-    leaders = [s for m, s in raft_members(client).items() if m in among and s["state"] == "leader"]
-    return max(leaders, key=lambda s: s["term"])["member_id"] if leaders else None
+    leader = newest_leader(s for m, s in raft_members(client).items() if m in among)
+    return leader["member_id"] if leader else None

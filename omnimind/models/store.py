@@ -147,7 +147,7 @@ class ModelStore:
             pipe = self.client.pipeline(transaction=False)
             pipe.set(staging, blob, ex=STAGING_TTL)
             pipe.evalsha(self._publish.sha, len(script_keys), *script_keys, *script_args)
-            self._wait_replicas(pipe)
+            self.replicas.wait_on(pipe)
             try:
                 _, reply, *confirmed = pipe.execute()
                 break
@@ -184,7 +184,7 @@ class ModelStore:
         pipe = self.client.pipeline(transaction=False)
         self._rollback(keys=[self._fence_key, self._active, self._meta, self._blob_prefix + str(version)],
                        args=[term, index, version, self.name, self.channel, meta.sha256, size], client=pipe)
-        self._wait_replicas(pipe)
+        self.replicas.wait_on(pipe)
         reply, *confirmed = pipe.execute()
         status = _text(reply[0])
         if status == "unknown":
@@ -312,10 +312,6 @@ class ModelStore:
             return PublishedVersion.from_json(raw)
         except (ValueError, KeyError, TypeError) as exc:
             raise CorruptModel(self.name, version, f"undecodable metadata: {exc}", "unreadable") from exc
-
-    def _wait_replicas(self, pipe) -> None:
-        if self.replicas.wait_args():  # WAIT on the write's own connection: it waits for that write
-            pipe.execute_command(*self.replicas.wait_args())
 
     def _raise_if_stale(self, reply, fence: Fence | None) -> None:
         if _text(reply[0]) == "stale":

@@ -71,8 +71,7 @@ class DispatchGuard:
         pipe = self.client.pipeline(transaction=False)
         self._script(keys=[keys.schedule_fence(entry), keys.schedule_slot(entry, slot), keys.schedule_accepted(entry)],
                      args=[fence.term, fence.index, slot, ACCEPTED_MAXLEN, SLOT_TTL_S, task_id], client=pipe)
-        if self.replicas.wait_args():  # on the script's own connection: WAIT waits for its writes
-            pipe.execute_command(*self.replicas.wait_args())
+        self.replicas.wait_on(pipe)
         reply, *confirmed = pipe.execute()
         outcome = reply[0].decode() if isinstance(reply[0], bytes) else reply[0]
         if outcome == "accepted" and confirmed:

@@ -206,9 +206,9 @@ class Farm:
     def leader(self, among=None, above_term: int = -1):
         """The status of the newest-term member that says it leads, among ``among`` (default: every member)."""
         among = self.members if among is None else among
-        leaders = [s for m, s in self.statuses().items() if m in among and s["state"] == "leader"
-                   and s["term"] > above_term]
-        return max(leaders, key=lambda s: s["term"]) if leaders else None
+        from omnimind.status import newest_leader
+
+        return newest_leader(s for m, s in self.statuses().items() if m in among and s["term"] > above_term)
 
     def accepted(self, client=None) -> list[dict]:
         """The retrain slots the consumers accepted: slot, term, index, at (s, Redis clock)."""

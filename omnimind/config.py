@@ -107,8 +107,9 @@ class Settings:
     device: str = setting("DEVICE", "auto")
     max_batch_size: int = setting("MAX_BATCH_SIZE", 1024, minimum=1)
     #: Dynamic batching of concurrent predicts in one process (``OMNIMIND_BATCHING``): at most
-    #: ``batch_max_size`` examples per forward pass, waiting at most ``batch_max_delay_ms`` for a
-    #: batch to fill, and only under load (a lone request runs at once). Off: one pass per request.
+    #: ``batch_max_size`` examples per forward pass; a forming batch waits at most
+    #: ``batch_max_delay_ms`` for predicts the worker has received but not yet handed over
+    #: (a lone request runs at once). Off: one pass per request.
     batching: bool = setting("BATCHING", True)
     batch_max_size: int = setting("BATCH_MAX_SIZE", 64, minimum=1)
     batch_max_delay_ms: float = setting("BATCH_MAX_DELAY_MS", 2.0, minimum=0.0)

@@ -20,8 +20,8 @@ from omnimind.scaling.node import NodeInfo
 from omnimind.scaling.registry import ServiceRegistry
 from omnimind.redis_client import redis_client
 from omnimind.queue_depths import BrokerQueueDepths
-from workers import context, services
-from workers.services import consumed_queues, is_prefork
+from workers import batching, context, services
+from workers.services import consumed_queues, is_prefork, is_threads
 
 logger = logging.getLogger(__name__)
 
@@ -172,6 +172,8 @@ class ModelWarmupStep(bootsteps.StartStopStep):
 
     With solo/threads pools that is this process; with prefork it is each child,
     after the fork (``worker_process_init``), because CUDA does not survive fork.
+    A threads pool also announces each predict it receives to the batcher
+    (:mod:`workers.batching`).
     """
 
     label = "OmniMind model warm-up"
@@ -180,8 +182,11 @@ class ModelWarmupStep(bootsteps.StartStopStep):
     def start(self, worker):
         if _serves_model() and not is_prefork(worker):
             warm_model()
+            if is_threads(worker):
+                batching.start(services.serving_runtime().batcher)
 
     def stop(self, worker):
+        batching.stop()
         services.stop_following()
 
 

@@ -48,6 +48,13 @@ def is_prefork(worker) -> bool:
     return "prefork" in name
 
 
+def is_threads(worker) -> bool:
+    """Whether ``worker`` runs tasks in threads of its own process (Celery's threads pool)."""
+    pool = worker.pool_cls
+    name = pool if isinstance(pool, str) else getattr(pool, "__module__", "")
+    return name in ("threads", "thread") or name.endswith(".thread")
+
+
 def consumed_queues(worker) -> list[str]:
     """The capability queues this worker was started with (``-Q``)."""
     queues = worker.app.amqp.queues.consume_from or worker.app.amqp.queues

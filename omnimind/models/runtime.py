@@ -105,7 +105,12 @@ class ModelRuntime:
         self._served = candidate
 
     def predict(self, inputs: Any) -> Prediction:
-        batch, single = as_examples(inputs, self.example_shape, self.settings.max_batch_size)
+        try:
+            batch, single = as_examples(inputs, self.example_shape, self.settings.max_batch_size)
+        except InvalidInput:
+            if self.batcher is not None:
+                self.batcher.withdraw()  # it was announced (workers.batching), and will not join
+            raise
         served = self._served  # one read: the whole request uses this version
         if self.batcher is None:
             output = self._forward((served, batch.shape[1:]), batch)

@@ -1,5 +1,6 @@
 """DynamicBatcher without I/O: task threads, a controllable fake forward pass."""
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -127,25 +128,68 @@ def test_a_failed_pass_fails_its_batch_and_the_batcher_keeps_serving():
     assert batcher.submit("v0", rows(2)).rows.tolist() == rows(2).tolist()
 
 
-def test_under_load_the_runner_waits_for_the_batch_to_fill():
+def test_the_runner_waits_for_announced_requests_and_no_longer():
     gate = Gate(blocked=False)
     seen = []
-    batcher = DynamicBatcher(gate, max_size=2, max_delay=30.0, observe=lambda e, r, d: seen.append((e, r, len(d))))
+    batcher = DynamicBatcher(gate, max_size=8, max_delay=30.0, observe=lambda e, r, d: seen.append((e, r)))
     with ThreadPoolExecutor(4) as pool:
-        gate.open.clear()
+        batcher.announce()
+        batcher.announce()
+        first = pool.submit(batcher.submit, "v0", rows(1))
+        wait_until(lambda: batcher.pending() == 1 and batcher.announced == 1, timeout=10, message="first waiting")
+        assert not first.done() and not gate.calls  # one more is announced: the batch waits for it
+        second = pool.submit(batcher.submit, "v0", rows(2))
+        assert first.result(10).batch_id == second.result(10).batch_id
+        # Nothing announced: a lone request runs at once, whatever ran before.
+        t0 = time.monotonic()
+        assert batcher.submit("v0", rows(3)).batch_requests == 1
+        assert time.monotonic() - t0 < 5.0
+    assert seen == [(2, 2), (1, 1)]
+
+
+def test_a_withdrawn_or_lapsed_announcement_holds_no_batch_back():
+    now = [0.0]
+    gate = Gate(blocked=False)
+    batcher = DynamicBatcher(gate, max_size=8, max_delay=30.0, announce_ttl=1.0, clock=lambda: now[0])
+    batcher.announce()
+    batcher.announce()
+    batcher.withdraw()
+    assert batcher.announced == 1
+    now[0] = 5.0  # the other one lapsed
+    assert batcher.announced == 0
+    assert batcher.submit("v0", rows(1)).batch_requests == 1  # no wait: with this clock it would last forever
+    batcher.withdraw()  # nothing to withdraw: no harm
+    assert batcher.announced == 0
+
+
+def test_a_withdrawal_wakes_a_runner_waiting_for_it():
+    gate = Gate(blocked=False)
+    batcher = DynamicBatcher(gate, max_size=8, max_delay=30.0)
+    with ThreadPoolExecutor(2) as pool:
+        batcher.announce()
+        batcher.announce()
+        lone = pool.submit(batcher.submit, "v0", rows(1))
+        wait_until(lambda: batcher.pending() == 1, timeout=10, message="waiting for the announced one")
+        batcher.withdraw()  # e.g. it failed validation
+        assert lone.result(10).batch_requests == 1
+
+
+def test_many_waiters_are_served_in_order_by_handing_the_runner_on():
+    """Each request waits on a condition of its own: a pass wakes the requests it
+    served and the oldest waiter, which runs the next batch."""
+    gate = Gate()
+    batcher = DynamicBatcher(gate, max_size=4, max_delay=0.0)
+    with ThreadPoolExecutor(16) as pool:
         pool.submit(batcher.submit, "v0", rows(0))
         assert gate.entered.wait(10)
-        merged = [pool.submit(batcher.submit, "v0", rows(1)) for _ in range(2)]
-        wait_until(lambda: batcher.pending() == 2, timeout=10, message="2 pending")
+        futures = [pool.submit(batcher.submit, "v0", rows(i)) for i in range(12)]
+        wait_until(lambda: batcher.pending() == 12, timeout=10, message="12 pending")
         gate.open.set()
-        assert [f.result(10).batch_requests for f in merged] == [2, 2]
-        # A merged batch just ran: the next lone arrival waits (up to 30 s) for a batch-mate.
-        first = pool.submit(batcher.submit, "v0", rows(2))
-        wait_until(lambda: batcher.pending() == 1, timeout=10, message="1 waiting")
-        assert not first.done()
-        second = pool.submit(batcher.submit, "v0", rows(3))
-        assert first.result(10).batch_id == second.result(10).batch_id
-    assert seen == [(1, 1, 1), (2, 2, 2), (2, 2, 2)]
+        results = [f.result(10) for f in futures]
+    assert [len(r) for _, r in gate.calls] == [1, 4, 4, 4]
+    assert sorted({r.batch_id for r in results}) == [2, 3, 4]
+    for i, result in enumerate(results):
+        assert result.rows.tolist() == rows(i * 10).tolist()
 
 
 def test_max_size_must_be_positive():

@@ -112,7 +112,7 @@ class Settings:
     #: (a lone request runs at once). Off: one pass per request.
     batching: bool = setting("BATCHING", True)
     batch_max_size: int = setting("BATCH_MAX_SIZE", 64, minimum=1)
-    batch_max_delay_ms: float = setting("BATCH_MAX_DELAY_MS", 2.0, minimum=0.0)
+    batch_max_delay_ms: float = setting("BATCH_MAX_DELAY_MS", 10.0, minimum=0.0)
     heartbeat_interval: float = setting("HEARTBEAT_INTERVAL", 2.0, minimum=0.05)
     #: Longest wait (s) between two attempts to reach the broker or Redis again after losing
     #: it: the worker's consumer, the result backend, OmniMind's clients (omnimind.reconnect).

@@ -1,18 +1,16 @@
 """Redelivery of a dead worker's messages on a Redis broker, in seconds, not at
 the visibility timeout.
 
-kombu's Redis transport emulates acks: a message a worker takes moves into the
-``unacked`` hash, and only a sweep for entries older than the visibility
-timeout (an hour by default) puts it back. Nothing there says *which* worker
-holds a message, so a dead worker's messages wait the whole hour.
+kombu's Redis transport emulates acks: a taken message moves into the ``unacked``
+hash, and only a sweep for entries older than the visibility timeout (an hour by
+default) puts it back; nothing says *which* worker holds it.
 
 :class:`Transport` is kombu's Redis transport whose QoS also records the
 *holder* of each unacked message: ``keys.broker_held(holder)`` gets the
 delivery tag in the same pipeline as kombu's own unacked write, and loses it
-in the same pipeline as the ack, so the record costs no round trip. A holder is
-one worker incarnation (``<node id>/<random>``), so a worker restarted under the
-same name is a new holder. Each holder stamps ``keys.BROKER_HOLDERS`` with the
-Redis server's clock every heartbeat (:meth:`Redelivery.beat`).
+in the same pipeline as the ack. A holder is one worker incarnation (``<node
+id>/<random>``); it stamps ``keys.BROKER_HOLDERS`` with the Redis server's clock
+every heartbeat (:meth:`Redelivery.beat`).
 
 :meth:`Redelivery.sweep`, run by every worker every heartbeat, finds holders
 that are dead: silent for three heartbeats and a second, or replaced by a newer
@@ -21,9 +19,8 @@ incarnation of the same node. One sweeper at a time takes a holder's lease
 ``restore_by_tag`` (a WATCH/MULTI transaction: a message acked or restored
 meanwhile is skipped, so a restore is idempotent), then forgets the holder.
 
-kombu pops a message (BRPOP) and writes it to ``unacked`` in two steps, and a
-worker killed between the two lost that message. :class:`Channel` takes a
-message with one script instead, which pops it and records it as held at once.
+kombu pops (BRPOP), then writes ``unacked``: a kill in between lost the message.
+:class:`Channel` takes it with one script that pops and records it at once.
 
 >>> holder = new_holder("inference@gpu-1")
 >>> node_of(holder)
@@ -73,10 +70,6 @@ def set_holder(holder: str | None) -> None:
     (a worker's main process, before its consumer starts; None: stop)."""
     global _holder
     _holder = holder
-
-
-def current_holder() -> str | None:
-    return _holder
 
 
 class HolderQoS(kombu_redis.QoS):
@@ -136,10 +129,11 @@ class Channel(kombu_redis.Channel):
     kombu's BRPOP removes a message from its queue, and only the reply's reader
     writes it to ``unacked``: a worker killed in between loses it. Here a worker
     (a process with a holder) sends the take script on kombu's BRPOP connection:
-    it pops and records in one step. Only when every queue is empty does the
-    worker block, on the queues' doorbells (``keys.broker_doorbell``, rung by
-    this transport's ``_put``), or for ``brpop_timeout`` (1 s) at most, which
-    also catches messages sent by a producer that rings no doorbell.
+    it pops and records in one step, and tells how many messages are left
+    (:attr:`backlog`). With none left the worker blocks on the queues' doorbells
+    (``keys.broker_doorbell``, rung by this transport's ``_put``; the take cleared
+    their stale tokens), for ``brpop_timeout`` (1 s) at most, which also catches
+    messages sent by a producer that rings no doorbell.
     """
 
     QoS = HolderQoS
@@ -151,6 +145,8 @@ class Channel(kombu_redis.Channel):
     _take_next = True  # the next command: a take (else: wait on the doorbells)
     _waiting = False  # the outstanding command is the doorbell wait
     _taken_tag = None  # recorded by the take script: the QoS need not write it again
+    #: Messages left in this worker's queues after its last take (0 when it found them empty).
+    backlog = 0
 
     def conn_or_acquire(self, client=None):
         # Every Redis use of a channel kombu closed (a late ack, the restore at close, its
@@ -189,9 +185,10 @@ class Channel(kombu_redis.Channel):
         self._brpop_sent_at = monotonic()
         if self._take_next:
             lists = [self._q_for_pri(queue, pri) for pri in self.priority_steps for queue in queues]
-            names = [*lists, self.unacked_key, self.unacked_index_key, keys.broker_held(holder)]
+            names = [*lists, *map(keys.broker_doorbell, queues), self.unacked_key, self.unacked_index_key,
+                     keys.broker_held(holder)]
             self._waiting = False
-            self.client.connection.send_command("EVAL", source("broker_take"), len(names), *names, time())
+            self.client.connection.send_command("EVAL", source("broker_take"), len(names), *names, time(), len(lists))
         else:
             timeout = self.brpop_timeout if timeout is None else timeout
             self._waiting = True
@@ -210,8 +207,13 @@ class Channel(kombu_redis.Channel):
             if self._waiting or not reply:
                 # A doorbell or the timeout: take next. Nothing to take: wait next.
                 self._take_next = bool(self._waiting)
+                if not self._waiting:
+                    self.backlog = 0
                 raise Empty()
-            dest, item = reply
+            dest, item, left = reply
+            # None left: wait on the doorbells, not a take that would find nothing.
+            self.backlog = int(left)
+            self._take_next = self.backlog > 0
             dest = bytes_to_str(dest).rsplit(self.sep, 1)[0]
             self._queue_cycle.rotate(dest)
             message = loads(bytes_to_str(item))

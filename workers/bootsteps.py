@@ -183,7 +183,7 @@ class ModelWarmupStep(bootsteps.StartStopStep):
         if _serves_model() and not is_prefork(worker):
             warm_model()
             if is_threads(worker):
-                batching.start(services.serving_runtime().batcher)
+                batching.start(services.serving_runtime().batcher, worker.consumer)
 
     def stop(self, worker):
         batching.stop()

@@ -1,11 +1,27 @@
 -- Take one message for a worker and record it as held, in one step: the message is in its
 -- queue or in kombu's unacked hash (with its holder), never in neither (omnimind.redelivery).
--- KEYS[1..n-3]: queue lists in kombu's order (priority steps x queues, as its BRPOP names them);
--- KEYS[n-2]: kombu's unacked hash; KEYS[n-1]: kombu's unacked index; KEYS[n]: the holder's held set.
--- ARGV[1]: now (the client's clock, as kombu scores its unacked index).
--- Returns {queue list, message} as BRPOP would, or false when every list is empty.
+-- KEYS[1..L]: queue lists in kombu's order (priority steps x queues, as its BRPOP names them);
+-- KEYS[L+1..n-3]: those queues' doorbells; KEYS[n-2]: kombu's unacked hash; KEYS[n-1]: kombu's
+-- unacked index; KEYS[n]: the holder's held set.
+-- ARGV[1]: now (the client's clock, as kombu scores its unacked index); ARGV[2]: L.
+-- Returns {queue list, message, messages left in the lists}, or false when every list is empty.
+-- When the lists are empty after the take, their doorbells are cleared: every token there
+-- rang for a message already taken, and would only wake a worker to find nothing.
 local n = #KEYS
-for i = 1, n - 3 do
+local lists = tonumber(ARGV[2])
+
+local function drained()
+  local left = 0
+  for i = 1, lists do
+    left = left + redis.call('LLEN', KEYS[i])
+  end
+  if left == 0 and n - 3 > lists then
+    redis.call('DEL', unpack(KEYS, lists + 1, n - 3))
+  end
+  return left
+end
+
+for i = 1, lists do
   local item = redis.call('RPOP', KEYS[i])
   if item then
     local ok, message = pcall(cjson.decode, item)
@@ -21,7 +37,8 @@ for i = 1, n - 3 do
       redis.call('SADD', KEYS[n], tag)
     end
     -- Not a kombu message: handed over unrecorded, as a plain BRPOP would (kombu drops it).
-    return {KEYS[i], item}
+    return {KEYS[i], item, drained()}
   end
 end
+drained()
 return false

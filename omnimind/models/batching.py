@@ -18,7 +18,9 @@ its own requests and the next runner, not every waiting thread.
   them to come. A lone request, or a closed-loop client's next one, has nothing
   announced behind it and runs at once. An announcement not redeemed within
   ``announce_ttl`` seconds (its request was revoked, failed before it could join)
-  no longer holds a batch back; :meth:`withdraw` drops one at once.
+  no longer holds a batch back; :meth:`withdraw` drops one at once. ``more_coming()``,
+  if given, says whether requests not announced yet are about to be (a worker with
+  messages left in its queue and room to take them): the batch waits for those too.
 - **A request larger than ``max_size`` runs alone**, in a pass of its own.
 - **Per-request outcomes.** ``check(rows)`` judges each request's output slice (the
   runtime refuses non-finite rows): an exception it raises fails that request only.
@@ -86,6 +88,7 @@ class DynamicBatcher:
         max_size: int = 64,
         max_delay: float = 0.002,
         announce_ttl: float = 1.0,
+        more_coming: Callable[[], bool] | None = None,
         check: Callable[[Any], None] | None = None,
         observe: Observer | None = None,
         concat: Callable[[list], Any] | None = None,
@@ -97,6 +100,7 @@ class DynamicBatcher:
         self.max_size = int(max_size)
         self.max_delay = max(0.0, float(max_delay))
         self.announce_ttl = float(announce_ttl)
+        self.more_coming = more_coming
         self.check = check
         self.observe = observe
         self.concat = concat or _numpy_concat
@@ -188,6 +192,9 @@ class DynamicBatcher:
             self._announcements.popleft()
         return len(self._announcements)
 
+    def _coming(self) -> bool:
+        return bool(self._live_announcements()) or (self.more_coming is not None and self.more_coming())
+
     def _bucket_size(self, key: Hashable) -> int:
         return sum(r.size for r in self._pending if r.key == key)
 
@@ -197,7 +204,7 @@ class DynamicBatcher:
             deadline = head.arrived + self.max_delay
             self._filling = own
             try:
-                while self._live_announcements() and self._bucket_size(head.key) < self.max_size:
+                while self._coming() and self._bucket_size(head.key) < self.max_size:
                     left = deadline - self.clock()
                     if left <= 0:
                         break

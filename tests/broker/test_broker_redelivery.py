@@ -155,6 +155,30 @@ def test_a_consumer_takes_and_records_in_one_step_woken_by_the_doorbell(broker, 
     assert waiting(redis_client) == 0 and message.payload == {"n": 0}
 
 
+def test_takes_report_the_backlog_and_the_last_one_clears_stale_doorbell_tokens(broker, redis_client):
+    publish(broker(), 3)
+    assert redis_client.llen(keys.broker_doorbell("rq")) == 3
+    conn, got, backlogs = broker(), [], []
+
+    def on_message(body, message):
+        got.append(message)
+        backlogs.append(conn.default_channel.backlog)
+
+    set_holder("w@h/burst")
+    try:
+        with conn.Consumer(QUEUE, callbacks=[on_message], accept=["json"]):
+            wait_until(lambda: _drain(conn) or len(got) == 3, timeout=5, message="3 messages")
+            assert backlogs == [2, 1, 0]
+            # The last take found the queue empty: no token is left to wake a worker for nothing.
+            assert redis_client.llen(keys.broker_doorbell("rq")) == 0
+            publish(broker(), 1)  # the next message still wakes the consumer
+            wait_until(lambda: _drain(conn) or len(got) == 4, timeout=5, message="the 4th message")
+    finally:
+        set_holder(None)
+    assert [m.payload["n"] for m in got] == [0, 1, 2, 0]
+    assert held(redis_client, "w@h/burst") == {m.delivery_tag for m in got}
+
+
 def test_a_producer_without_doorbells_is_served_too(broker, redis_server, redis_client):
     with Connection(redis_server.url) as plain:  # kombu's own transport: no doorbell
         publish(plain, 1)

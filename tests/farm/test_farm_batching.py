@@ -98,3 +98,23 @@ def test_a_swap_under_batched_load_loses_nothing_and_never_mixes_versions(start_
     assert all(len(versions) == 1 for versions in by_batch.values())
     assert {a["model_version"] for a in answers} >= {1, 2, 3, 4, 5}
     assert any(a["batch"]["examples"] > 1 for a in answers), "no batch formed under load"
+
+
+def test_batches_wait_under_a_backlog_but_a_lone_request_after_it_does_not(start_worker, celery_app):
+    """A 200 ms window: a burst's batches fill while the queue holds more, and a lone
+    predict right after the burst runs at once (nothing is received behind it)."""
+    port = free_port()
+    start_worker("batch-lone", concurrency=16, OMNIMIND_METRICS_PORT=port,
+                 **{**BATCHING, "OMNIMIND_BATCH_MAX_DELAY_MS": 200})
+    burst = [send(celery_app, [0.5] * 16) for _ in range(48)]
+    answers = [result.get(timeout=60) for result in burst]
+    assert max(a["batch"]["examples"] for a in answers) >= 4, "no batch filled under a backlog of 48"
+    text = wait_until(lambda: scrape(port), message="metrics")
+    before = (metric_value(text, "omnimind_batch_queue_delay_seconds_bucket", le="0.05"),
+              metric_value(text, "omnimind_batch_queue_delay_seconds_count"))
+    lone = [send(celery_app, [0.5] * 16).get(timeout=30) for _ in range(10)]  # one at a time
+    assert all(a["batch"]["examples"] == 1 for a in lone)
+    text = scrape(port)
+    fast = metric_value(text, "omnimind_batch_queue_delay_seconds_bucket", le="0.05") - before[0]
+    assert metric_value(text, "omnimind_batch_queue_delay_seconds_count") - before[1] == 10
+    assert fast == 10, f"{10 - fast} lone request(s) waited 50 ms or more in the batcher (the window is 200 ms)"

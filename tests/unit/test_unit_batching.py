@@ -147,6 +147,22 @@ def test_the_runner_waits_for_announced_requests_and_no_longer():
     assert seen == [(2, 2), (1, 1)]
 
 
+def test_the_runner_waits_while_more_are_coming_and_runs_once_they_stop():
+    gate = Gate(blocked=False)
+    coming = threading.Event()
+    coming.set()
+    batcher = DynamicBatcher(gate, max_size=8, max_delay=30.0, more_coming=coming.is_set)
+    with ThreadPoolExecutor(4) as pool:
+        first = pool.submit(batcher.submit, "v0", rows(1))
+        second = pool.submit(batcher.submit, "v0", rows(2))
+        wait_until(lambda: batcher.pending() == 2, timeout=10, message="both waiting")
+        assert not gate.calls  # the queue still holds more: the batch keeps filling
+        coming.clear()
+        third = pool.submit(batcher.submit, "v0", rows(3))  # wakes the runner, which stops waiting
+        assert {f.result(10).batch_id for f in (first, second, third)} == {1}
+    assert [len(r) for _, r in gate.calls] == [3]
+
+
 def test_a_withdrawn_or_lapsed_announcement_holds_no_batch_back():
     now = [0.0]
     gate = Gate(blocked=False)

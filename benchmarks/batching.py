@@ -62,6 +62,30 @@ def run_pattern(send, pattern: str, concurrency: int, requests: int):
     return latencies, time.perf_counter() - t0
 
 
+def forward_costs(sizes=(1, 2, 3, 4, 8, 16, 32, 64)) -> dict[int, float]:
+    """ms per forward pass of the wide MLP by batch size, in this process (the worker's torch
+    threads): what a batch saves depends on this curve, which differs by CPU and BLAS."""
+    import torch
+
+    from omnimind.config import Settings
+    from omnimind.models.factory import wide_mlp
+
+    model, costs = wide_mlp(Settings()).eval(), {}
+    with torch.inference_mode():
+        for size in sizes:
+            x = torch.randn(size, 16)
+            for _ in range(5):
+                model(x)
+            runs = []
+            for _ in range(3):
+                t0 = time.perf_counter()
+                for _ in range(20):
+                    model(x)
+                runs.append((time.perf_counter() - t0) / 20 * 1000)
+            costs[size] = min(runs)
+    return costs
+
+
 def measure_mode(app, batching: bool, args, inputs) -> dict:
     port = free_port()
     env = {"OMNIMIND_MODEL_FACTORY": WIDE, "OMNIMIND_BATCHING": "1" if batching else "0",
@@ -113,9 +137,11 @@ def main() -> int:
         rng = np.random.default_rng(12)
         inputs = [rng.normal(size=16).round(4).tolist() for _ in range(64)]
         modes = {"on": measure_mode(app, True, args, inputs), "off": measure_mode(app, False, args, inputs)}
+        costs = forward_costs()
     finally:
         stop_all(redis_proc)
     report = summarize(modes, args)
+    report["forward_ms_by_batch"] = costs
     write(report)
     print(json.dumps(report["targets"], indent=2))
     return 0
@@ -143,10 +169,13 @@ def summarize(modes: dict, args) -> dict:
         "closed_c1_p50_on_over_off<=1.1": targets["closed_c1_p50_on_over_off"] <= 1.1,
         "outputs_within_1e-5": targets["max_abs_output_difference"] <= 1e-5,
     }
+    from omnimind.config import Settings
+
     return {
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()},
         "model": "wide_mlp 16-2048-2048-2048-1 (CPU)",
-        "worker": f"threads pool, --concurrency={WORKER_CONCURRENCY}, prefetch multiplier 1 (the Procfile's line)",
+        "worker": f"threads pool, --concurrency={WORKER_CONCURRENCY}, prefetch multiplier 1 (the Procfile's line), "
+                  f"batch window {Settings.from_env().batch_max_delay_ms:g} ms",
         "requests_per_cell": args.requests, "burst": args.burst,
         "cells": {mode: modes[mode]["cells"] for mode in modes},
         "burst_per_s": {k: on[f"{k}_burst_per_s"] for k in ("noop", "predict", "noop_again")},
@@ -164,6 +193,10 @@ def write(report: dict) -> None:
         for c in cells:
             md.append(f"| {mode} | {c['concurrency']} | {c['pattern']} | {c['throughput_per_s']:.0f} | "
                       f"{c['p50_ms']:.1f} | {c['p99_ms']:.1f} | {c['average_batch']:.1f} |")
+    costs = report["forward_ms_by_batch"]
+    md += ["", "Forward pass of the wide MLP alone (in-process, best of 3 × 20): batch size, ms per pass, ms per example.",
+           "", "| batch | ms per pass | ms per example |", "|---|---|---|"]
+    md += [f"| {size} | {ms:.2f} | {ms / size:.3f} |" for size, ms in costs.items()]
     b = report["burst_per_s"]
     md += ["", f"Bursts of {report['burst']} on the batching worker: no-op {b['noop']:.0f}/s (again: "
            f"{b['noop_again']:.0f}/s), predict {b['predict']:.0f}/s.", "", "| target | measured | met |", "|---|---|---|",

@@ -153,13 +153,12 @@ def test_the_runner_waits_while_more_are_coming_and_runs_once_they_stop():
     coming.set()
     batcher = DynamicBatcher(gate, max_size=8, max_delay=30.0, more_coming=coming.is_set)
     with ThreadPoolExecutor(4) as pool:
-        first = pool.submit(batcher.submit, "v0", rows(1))
-        second = pool.submit(batcher.submit, "v0", rows(2))
-        wait_until(lambda: batcher.pending() == 2, timeout=10, message="both waiting")
+        futures = [pool.submit(batcher.submit, "v0", rows(i)) for i in range(3)]
+        wait_until(lambda: batcher.pending() == 3, timeout=10, message="all waiting")
         assert not gate.calls  # the queue still holds more: the batch keeps filling
         coming.clear()
-        third = pool.submit(batcher.submit, "v0", rows(3))  # wakes the runner, which stops waiting
-        assert {f.result(10).batch_id for f in (first, second, third)} == {1}
+        batcher.withdraw()  # nothing was announced: it only wakes the runner, which stops waiting
+        assert {f.result(10).batch_id for f in futures} == {1}
     assert [len(r) for _, r in gate.calls] == [3]
 
 

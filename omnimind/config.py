@@ -171,7 +171,9 @@ class Settings:
     model_poll_interval: float = setting("MODEL_POLL_INTERVAL", 1.0, minimum=0.01)
     #: Model versions kept in the store for rollback.
     model_keep_versions: int = setting("MODEL_KEEP_VERSIONS", 10, minimum=1)
-    task_events: bool = setting("TASK_EVENTS", True)
+    #: Celery task events, off as in Celery (a quarter of a worker's CPU per task); Flower turns
+    #: them on while it runs (every 5 s), as does ``celery -A omnimind control enable_events``.
+    task_events: bool = setting("TASK_EVENTS", False)
     metrics_port: int = setting("METRICS_PORT", 0, minimum=0)
     #: Interface the workers' /metrics servers bind ("0.0.0.0": every interface, for a
     #: Prometheus on another host; ``omnimind up`` binds its farm's to 127.0.0.1).

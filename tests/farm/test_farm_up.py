@@ -10,6 +10,8 @@ import stat
 import subprocess
 import sys
 import threading
+import urllib.request
+from base64 import b64encode
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +33,14 @@ WORKERS = {"inference", "training", "memory", "agents"}
 def user_env(**extra):
     """A user's shell: no OmniMind settings at all, so the farm embeds its Redis."""
     return {**{k: v for k, v in os.environ.items() if not k.startswith("OMNIMIND_")}, **extra}
+
+
+def flower_tasks(user: str, password: str) -> str:
+    """The task names Flower's API knows (``/api/tasks``), as one text."""
+    request = urllib.request.Request("http://127.0.0.1:5555/api/tasks")
+    request.add_header("Authorization", "Basic " + b64encode(f"{user}:{password}".encode()).decode())
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return " ".join(task.get("name") or "" for task in json.loads(response.read()).values())
 
 
 class Up:
@@ -148,6 +158,10 @@ def test_omnimind_up_serves_and_stops_cleanly(tmp_path, omnimind_up):
     assert http_status("http://127.0.0.1:5555/") == 401
     assert http_status("http://127.0.0.1:5555/", (user, password)) == 200
     assert http_status("http://127.0.0.1:5555/", (user, "wrong")) == 401
+    # Task events are off by default; Flower turns them on, and so sees the predicts sent after.
+    wait_until(lambda: up.cli("submit", "predict", "--inputs", json.dumps([0.25] * 16)).returncode == 0
+               and "tasks.inference.predict" in flower_tasks(user, password), timeout=60, interval=1,
+               message="Flower to see a predict")
     # No secret on any command line (`ps`): Flower gets its password through its environment.
     processes = psutil.Process(up.proc.pid).children(recursive=True)
     assert any("flower" in p.cmdline() for p in processes)

@@ -5,9 +5,10 @@ The worker is the Procfile's ``inference`` line as written (threads pool, --conc
 metrics port moved to a free one, on a private redis-server.
 
 What the no-op includes: ``tasks.inference.noop`` is an OmniMind task like ``predict``, so it
-pays everything every task on that worker pays: Celery's own message handling, result store,
-ack and task events, plus OmniMind's per-task hooks (the argument check, arming the time-limit
-watchdog, the metric signal handlers and the queue-wait stamp). ``predict / noop`` therefore
+pays everything every task on that worker pays: Celery's own message handling, result store
+and ack (task events too when they are on; off by default), plus OmniMind's per-task hooks
+(the argument check, arming the time-limit watchdog, the metric signal handlers and the
+queue-wait stamp). ``predict / noop`` therefore
 measures what ``predict`` itself adds: validation, the model runtime and batcher, the forward
 pass, the batch metrics and a bigger message and result. The worker-side runtime (prerun to
 postrun, from the worker's ``omnimind_task_runtime_seconds``; it includes storing the result) and
@@ -207,7 +208,7 @@ def main() -> int:
                     "load_average": os.getloadavg()},
         "worker": "the Procfile's inference line: threads pool, --concurrency=16, --loglevel=INFO, metrics on",
         "model": "default (tiny MLP 16-64-64-1)",
-        "noop_includes": "Celery's message handling, result store, ack and task events, and OmniMind's per-task "
+        "noop_includes": "Celery's message handling, result store and ack (task events are off by default), and OmniMind's per-task "
                          "hooks (argument check, time-limit watchdog, metric signal handlers, queue-wait stamp)",
         "settings": {k: v for k, v in vars(args).items() if k != "keep_logs"},
         "trees": {name: summarize(acc) for name, acc in accs.items()},

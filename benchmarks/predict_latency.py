@@ -79,7 +79,7 @@ def main() -> int:
 
         report = {
             "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()},
-            "worker": "threads pool, concurrency 4, default OmniMind settings (task events on)",
+            "worker": "threads pool, concurrency 4, default OmniMind settings (task events off)",
             "latency": {k: percentiles_ms(v) for k, v in latencies.items()},
             "redis_commands_per_task": {k: commands[k] / args.requests for k in kinds},
             "throughput_tasks_per_s": throughput,

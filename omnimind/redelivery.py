@@ -145,7 +145,7 @@ class Channel(kombu_redis.Channel):
     _take_next = True  # the next command: a take (else: wait on the doorbells)
     _waiting = False  # the outstanding command is the doorbell wait
     _taken_tag = None  # recorded by the take script: the QoS need not write it again
-    #: Messages left in this worker's queues after its last take (0 when it found them empty).
+    #: After the last take: messages left in the first of this worker's queues that has any (0: none has).
     backlog = 0
 
     def conn_or_acquire(self, client=None):

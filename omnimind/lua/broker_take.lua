@@ -4,21 +4,25 @@
 -- KEYS[L+1..n-3]: those queues' doorbells; KEYS[n-2]: kombu's unacked hash; KEYS[n-1]: kombu's
 -- unacked index; KEYS[n]: the holder's held set.
 -- ARGV[1]: now (the client's clock, as kombu scores its unacked index); ARGV[2]: L.
--- Returns {queue list, message, messages left in the lists}, or false when every list is empty.
--- When the lists are empty after the take, their doorbells are cleared: every token there
--- rang for a message already taken, and would only wake a worker to find nothing.
+-- Returns {queue list, message, left}, or false when every list is empty. left: the length of
+-- the first list, from the one taken from on, that still holds messages (0: none does).
+-- When none does, the doorbells are cleared: every token there rang for a message already
+-- taken, and would only wake a worker to find nothing.
 local n = #KEYS
 local lists = tonumber(ARGV[2])
 
-local function drained()
-  local left = 0
-  for i = 1, lists do
-    left = left + redis.call('LLEN', KEYS[i])
+-- The lists before ``from`` were found empty by this script already.
+local function left_from(from)
+  for i = from, lists do
+    local left = redis.call('LLEN', KEYS[i])
+    if left > 0 then
+      return left
+    end
   end
-  if left == 0 and n - 3 > lists then
+  if n - 3 > lists then
     redis.call('DEL', unpack(KEYS, lists + 1, n - 3))
   end
-  return left
+  return 0
 end
 
 for i = 1, lists do
@@ -37,8 +41,8 @@ for i = 1, lists do
       redis.call('SADD', KEYS[n], tag)
     end
     -- Not a kombu message: handed over unrecorded, as a plain BRPOP would (kombu drops it).
-    return {KEYS[i], item, drained()}
+    return {KEYS[i], item, left_from(i)}
   end
 end
-drained()
+left_from(lists + 1)
 return false

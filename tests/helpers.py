@@ -1,6 +1,7 @@
 """Small helpers shared by the tests."""
 from __future__ import annotations
 
+import json
 import socket
 import time
 import urllib.error
@@ -54,13 +55,23 @@ def metric_value(text: str, name: str, **labels) -> float:
     return total
 
 
-def http_status(url: str, auth: tuple[str, str] | None = None) -> int | None:
-    """The HTTP status of a GET (with basic ``auth``), or None when nothing answers."""
+def _get(url: str, auth: tuple[str, str] | None) -> urllib.request.Request:
     request = urllib.request.Request(url)
     if auth:
         request.add_header("Authorization", "Basic " + b64encode(f"{auth[0]}:{auth[1]}".encode()).decode())
+    return request
+
+
+def http_json(url: str, auth: tuple[str, str] | None = None):
+    """The JSON body of a GET (with basic ``auth``)."""
+    with urllib.request.urlopen(_get(url, auth), timeout=5) as response:
+        return json.loads(response.read())
+
+
+def http_status(url: str, auth: tuple[str, str] | None = None) -> int | None:
+    """The HTTP status of a GET (with basic ``auth``), or None when nothing answers."""
     try:
-        with urllib.request.urlopen(request, timeout=5) as response:
+        with urllib.request.urlopen(_get(url, auth), timeout=5) as response:
             return response.status
     except urllib.error.HTTPError as exc:
         return exc.code

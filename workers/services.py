@@ -41,17 +41,20 @@ _coordinator = None  # workers.raft_member.CoordinatorMember of this worker
 _watchdog: DeadlineWatchdog | None = None
 
 
+def _pool_name(worker) -> str:
+    """The pool's alias (``--pool``) or its class's module (``celery.concurrency.thread``)."""
+    pool = worker.pool_cls
+    return pool if isinstance(pool, str) else getattr(pool, "__module__", "")
+
+
 def is_prefork(worker) -> bool:
     """Whether ``worker`` runs tasks in forked children (Celery's prefork pool)."""
-    pool = worker.pool_cls
-    name = pool if isinstance(pool, str) else getattr(pool, "__module__", "")
-    return "prefork" in name
+    return "prefork" in _pool_name(worker)
 
 
 def is_threads(worker) -> bool:
     """Whether ``worker`` runs tasks in threads of its own process (Celery's threads pool)."""
-    pool = worker.pool_cls
-    name = pool if isinstance(pool, str) else getattr(pool, "__module__", "")
+    name = _pool_name(worker)
     return name in ("threads", "thread") or name.endswith(".thread")
 
 

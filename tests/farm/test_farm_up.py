@@ -10,8 +10,6 @@ import stat
 import subprocess
 import sys
 import threading
-import urllib.request
-from base64 import b64encode
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +21,7 @@ import redis
 from omnimind import keys
 from omnimind.errors import ConfigError
 from omnimind.farm import FLOWER_PASSWORD_FILE, RAFT_SECRET_FILE, farm_environment
-from tests.helpers import free_port, http_status, wait_until
+from tests.helpers import free_port, http_json, http_status, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 OMNIMIND = [sys.executable, "-m", "omnimind.cli"]
@@ -37,10 +35,8 @@ def user_env(**extra):
 
 def flower_tasks(user: str, password: str) -> str:
     """The task names Flower's API knows (``/api/tasks``), as one text."""
-    request = urllib.request.Request("http://127.0.0.1:5555/api/tasks")
-    request.add_header("Authorization", "Basic " + b64encode(f"{user}:{password}".encode()).decode())
-    with urllib.request.urlopen(request, timeout=5) as response:
-        return " ".join(task.get("name") or "" for task in json.loads(response.read()).values())
+    tasks = http_json("http://127.0.0.1:5555/api/tasks", (user, password))
+    return " ".join(task.get("name") or "" for task in tasks.values())
 
 
 class Up:

@@ -150,9 +150,11 @@ class SentinelCluster:
 
     def rejoin(self, port: int, timeout: float = 60.0) -> None:
         """Start the (empty) server on ``port`` again, as an operator restarts a failed
-        master, and wait until the sentinel has made it a replica in sync with the new master."""
+        master, and wait until the sentinel has made it a replica in sync with the new master,
+        and the master counts it online (only then can a WAIT count its acknowledgement)."""
         self._server(port)
-        wait_until(lambda: _info(port).get("role") == "slave" and self.replica_in_sync(port), timeout=timeout,
+        wait_until(lambda: _info(port).get("role") == "slave" and self.replica_in_sync(port)
+                   and self.master_counts_replica(port), timeout=timeout,
                    message=f"the sentinel to make {port} a replica of the new master")
 
     # --- what the servers and the sentinel say -------------------------------------
@@ -175,6 +177,12 @@ class SentinelCluster:
             if int(fields["port"]) == port and fields.get("master-link-status") == "ok" and "s_down" not in fields["flags"]:
                 return True
         return False
+
+    def master_counts_replica(self, port: int) -> bool:
+        """Whether the current master lists the replica on ``port`` as online."""
+        info = _info(self.master_port())
+        return any(isinstance(v, dict) and int(v.get("port", 0)) == port and v.get("state") == "online"
+                   for k, v in info.items() if k.startswith("slave"))
 
     def replica_in_sync(self, port: int) -> bool:
         info = _info(port)

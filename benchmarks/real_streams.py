@@ -1,0 +1,320 @@
+"""Real streams: is the model the farm serves as good as River's and deep-river's on public data?
+
+Streams River ships (nothing downloaded; benchmarks/real_streams_data.py): Phishing (binary, 1,250),
+ImageSegments (7 classes, 2,310), FriedmanDrift (regression, 4,000, the concept changes at 1/3 and back
+at 2/3) and TrumpApproval (regression, 1,001, features whose scales differ by five orders of magnitude).
+
+Per stream, a farm in the Procfile's shape as a new user would run it: a private redis-server, then
+`omnimind up` on the checkout's `inference` and `training` lines (same commands and flags, ports moved to
+free ones; the training worker is a one-member Raft group), a fresh data dir, a small MLP for the stream
+through OMNIMIND_MODEL_FACTORY (benchmarks/stream_models.py), OMNIMIND_LEARNING_LOSS=cross_entropy for
+the classifiers and every other setting at its default. A plain Celery client sends the stream in order,
+at its own pace (--rate samples/s, mini-batches of --batch): for each mini-batch it first calls
+`predict` (the served model) and waits for the answer, then sends `learn` with the true targets
+(real_streams_farm.serve_and_learn). That is progressive validation of what users are served. Today's
+`predict` returns raw outputs: a classifier's served label is their argmax, read client-side. Then, the
+stream learned, its samples (cycled to --throughput-samples) are sent to `learn` again, all at once, in
+batches of --throughput-batch: the farm's learn throughput (samples/s, first send to last result).
+
+Baselines in the same run, each in a process of its own after the farms have stopped
+(benchmarks/real_streams_baselines.py), on the same samples in the same order, predict_one then
+learn_one: deep-river's Classifier/Regressor with the same torch module (same seed: same initial
+weights) behind River's StandardScaler, Adam at 1e-3; River's scaled logistic/softmax or linear
+regression, Hoeffding tree, Hoeffding adaptive tree, ARF and scaled kNN. deep-river's learn throughput is
+samples over the wall time spent in its learn_one (after a warm-up of 50 samples on a throwaway copy).
+
+Targets (issue 19): served progressive error (error rate for a classifier, MAE for regression) at most
+1.1x deep-river's and 1.25x the best River model's on every stream; farm learn throughput at least 10x
+deep-river's learn_one.
+
+    python benchmarks/real_streams.py [--quick] [--streams phishing,friedman] [--rate 50] [--name NAME]
+
+Writes benchmarks/results/<NAME>.{json,md,png} (NAME: real_streams by default).
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from harness import RESULTS, ROOT, private_redis, pyplot, save_figure, stop_all, write_results
+from real_streams_baselines import run_in_subprocess
+from real_streams_data import STREAMS, RealStream, load
+from real_streams_farm import StreamFarm, learn_burst, serve_and_learn, store_publications
+from real_streams_metrics import (TARGETS, error_name, pacing, progressive_error, rolling, sample_errors,
+                                  schedule, throughput_verdict, verdict)
+
+QUICK_SAMPLES = 500
+CURVE_POINTS = 250  # points kept per rolling-error curve in the JSON
+
+
+def git_commit() -> dict:
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+
+    return {"commit": git("rev-parse", "HEAD"), "branch": git("rev-parse", "--abbrev-ref", "HEAD"),
+            "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+
+
+def run_farm(app, client, stream: RealStream, run_dir: Path, args) -> dict:
+    """One farm for ``stream``: the paced progressive run, then the learn burst."""
+    client.flushall()
+    farm = StreamFarm(app, stream, run_dir)
+    try:
+        print(f"{stream.name}: farm up in {farm.startup_s:.1f} s; {len(stream)} samples at {args.rate:g}/s in "
+              f"batches of {args.batch}", flush=True)
+        plan = schedule(len(stream), args.batch, args.rate)
+        cpu0 = farm.cpu_s()
+        run = serve_and_learn(app, stream, plan)
+        cpu1 = farm.cpu_s()
+        publications = store_publications(client)
+        burst = learn_burst(app, stream, args.throughput_batch, args.throughput_samples)
+        cpu2 = farm.cpu_s()
+        burst["training_cpu_s"] = cpu2.get("training", math.nan) - cpu1.get("training", math.nan)
+        burst["samples_per_training_cpu_s"] = (burst["samples"] / burst["training_cpu_s"] if burst["training_cpu_s"]
+                                               else None)
+    finally:
+        farm.stop()
+    errors = sample_errors(stream.task, stream.y, run["predictions"])
+    versions = [v for v in run["versions"] if v is not None]
+    first_new = next((i for i, v in enumerate(run["versions"]) if v is not None and v > 0), None)
+    losses = [r["loss"] for r in run["learn"] if r and r.get("loss") is not None]
+    lag = np.subtract([d for d in run["learn_done_s"] if d is not None],
+                      [s for s, d in zip(run["sent_s"], run["learn_done_s"]) if d is not None])
+    tail = max(1, len(losses) // 10)
+    result = {
+        "samples": len(stream), "errors": errors, "error": progressive_error(errors),
+        "startup_s": farm.startup_s, "duration_s": run["duration_s"],
+        "pacing": pacing(plan, run["sent_s"]),
+        "predict_round_trip_s": {"p50": float(np.median(run["predict_s"])), "max": float(np.max(run["predict_s"]))},
+        "learned_lag_s": {"p50": float(np.median(lag)) if lag.size else None,
+                          "max": float(lag.max()) if lag.size else None},
+        "served_versions": sorted(set(versions)), "first_new_version_at_sample": first_new,
+        "versions_after_stream": publications,
+        "learner_loss": {"first": losses[0] if losses else None,
+                         "last_tenth_mean": float(np.mean(losses[-tail:])) if losses else None},
+        "updates": sum(r.get("updates", 0) or 0 for r in run["learn"] if r),
+        "drifts_reported": sum(1 for r in run["learn"] if r and r.get("drift")),
+        "cpu_s": {name: cpu1[name] - cpu0[name] for name in cpu1},
+        "learn_burst": burst, "task_errors": run["errors"][:20], "task_error_count": len(run["errors"]),
+    }
+    print(f"  served {error_name(stream.task)} {result['error']:.4g}; served versions {result['served_versions']} "
+          f"(first new at sample {first_new}); learner loss {result['learner_loss']}; sent at "
+          f"{result['pacing']['achieved_rate']:.1f}/s; learn burst {burst['samples_per_s']:.0f} samples/s; "
+          f"{len(run['errors'])} task error(s)", flush=True)
+    return result
+
+
+def curve(errors, window: int) -> dict:
+    r = rolling(errors, window)
+    idx = np.unique(np.linspace(0, len(r) - 1, min(CURVE_POINTS, len(r))).astype(int))
+    return {"sample": idx.tolist(), "rolling": [float(v) if math.isfinite(v) else None for v in r[idx]]}
+
+
+def summarize(streams: list[RealStream], farms: dict, river: dict, deep: dict, window: int) -> dict:
+    out = {}
+    for stream in streams:
+        farm, deep_r = farms[stream.name], deep["streams"][stream.name]["deep-river"]
+        river_r = river["streams"][stream.name]
+        v = verdict(farm["error"], deep_r["error"], {name: r["error"] for name, r in river_r.items()})
+        out[stream.name] = {
+            "task": stream.task, "metric": error_name(stream.task), "samples": len(stream), **v,
+            "river": {name: r["error"] for name, r in river_r.items()},
+            "throughput": throughput_verdict(farm["learn_burst"]["samples_per_s"], deep_r["learn_samples_per_s"]),
+            "curves": {"served (farm)": curve(farm["errors"], window), "deep-river": curve(deep_r["errors"], window),
+                       **{name: curve(r["errors"], window) for name, r in river_r.items()}},
+        }
+    return out
+
+
+def fmt(value, digits: int = 3) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float) and not math.isfinite(value):
+        return "inf"
+    return f"{value:.{digits}g}"
+
+
+def mark(ok) -> str:
+    return {True: "pass", False: "**FAIL**", None: "n/a"}[ok]
+
+
+def write(report: dict, name: str, streams: list[RealStream]) -> None:
+    s, m = report["summary"], report["machine"]
+    md = [f"# Real streams: the served model against River and deep-river ({name})", "",
+          f"Code: `{report['code']['branch']}` at {report['code']['commit'][:10]}"
+          f"{' (with uncommitted changes)' if report['code']['dirty'] else ''}. Machine: {m['platform']}, "
+          f"{m['cpus']} CPUs **shared with other agents' work** (load average {m['load_before']} before, "
+          f"{m['load_after']} after): timings and throughputs are noisy. Every learner sees the same samples "
+          f"in the same order: the baselines' errors are reproducible, the farm's also depend on when its "
+          f"learner published (so on timing).", "",
+          report["setup"], "",
+          "| stream | samples | metric | served (farm) | deep-river, same MLP | best River (model) | "
+          f"served / deep-river (≤ {TARGETS['vs_deep_river']}) | served / best River (≤ {TARGETS['vs_best_river']}) "
+          f"| farm learn samples/s (batches of {report['args']['throughput_batch']}) | deep-river learn_one samples/s | ratio (≥ {TARGETS['learn_throughput_vs_deep_river']:g}) |",
+          "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for stream in streams:
+        r = s[stream.name]
+        t = r["throughput"]
+        md.append(f"| {stream.name} | {r['samples']} | {r['metric']} | {fmt(r['served'])} | {fmt(r['deep_river'])} | "
+                  f"{fmt(r['best_river_error'])} ({r['best_river']}) | {fmt(r['vs_deep_river'])} "
+                  f"{mark(r['pass_deep_river'])} | {fmt(r['vs_best_river'])} {mark(r['pass_best_river'])} | "
+                  f"{fmt(t['farm'], 4)} | {fmt(t['deep_river'], 4)} | {fmt(t['ratio'])} {mark(t['pass'])} |")
+    passed = [v for r in s.values() for v in (r["pass_deep_river"], r["pass_best_river"], r["throughput"]["pass"])]
+    md += ["", f"Targets met: {sum(1 for p in passed if p)} of {len(passed)}.", "",
+           "## Every River model (progressive error, same samples)", "",
+           "| stream | " + " | ".join(["deep-river"] + list(next(iter(s.values()))["river"])) + " |"]
+    md.append("|---" * (len(next(iter(s.values()))["river"]) + 2) + "|")
+    for stream in streams:
+        r = s[stream.name]
+        md.append(f"| {stream.name} | {fmt(r['deep_river'])} | " + " | ".join(fmt(v) for v in r["river"].values()) + " |")
+    md += ["", "(Model names differ by task: logistic/softmax for classifiers, linear for regression; columns "
+           "follow the first stream's names in order.)", "",
+           "## The farm", "",
+           "| stream | startup s | sent at (samples/s) | predict round trip p50 / max s | learned lag p50 / max s "
+           "| served versions | first new version at sample | versions in store after | learner loss first → last tenth "
+           "| updates | drifts | farm CPU s (inference / training) | task errors | learn burst: batch, samples/s, "
+           "training CPU s |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for stream in streams:
+        f = report["farm"][stream.name]
+        b = f["learn_burst"]
+        reasons = [f"v{p['version']} {p['reason']}" for p in f["versions_after_stream"]]
+        md.append(f"| {stream.name} | {f['startup_s']:.1f} | {f['pacing']['achieved_rate']:.1f} "
+                  f"(late max {f['pacing']['late_max_s']:.2f} s) | {f['predict_round_trip_s']['p50']:.3f} / "
+                  f"{f['predict_round_trip_s']['max']:.3f} | {fmt(f['learned_lag_s']['p50'])} / "
+                  f"{fmt(f['learned_lag_s']['max'])} | {f['served_versions']} | {f['first_new_version_at_sample']} | "
+                  f"{', '.join(reasons) or 'none'} | {fmt(f['learner_loss']['first'])} → "
+                  f"{fmt(f['learner_loss']['last_tenth_mean'])} | {f['updates']} | {f['drifts_reported']} | "
+                  f"{f['cpu_s'].get('inference', math.nan):.1f} / {f['cpu_s'].get('training', math.nan):.1f} | "
+                  f"{f['task_error_count']} | {b['batch_size']}, {b['samples_per_s']:.0f}, "
+                  f"{b['training_cpu_s']:.1f} |")
+    md += ["", "Definitions are in the docstring of `benchmarks/real_streams.py`; per-sample errors behind the "
+           f"figure are rolling means over {report['args']['window']} samples.", "", f"![rolling error]({name}.png)"]
+    write_results(name, report, md)
+    plt = pyplot()
+    if plt is None:
+        return
+    fig, axes = plt.subplots(len(streams), 1, figsize=(11, 3.3 * len(streams)), squeeze=False)
+    for ax, stream in zip(axes[:, 0], streams):
+        r = s[stream.name]
+        main = {"served (farm)": "tab:red", "deep-river": "tab:blue", r["best_river"]: "tab:green"}
+        shown = []
+        for label, c in r["curves"].items():
+            y = np.array([np.nan if v is None else v for v in c["rolling"]], dtype=float)
+            if label in main:
+                ax.plot(c["sample"], y, color=main[label], lw=1.8, label=label if label != r["best_river"]
+                        else f"best River: {label}")
+                shown.append(np.nanmax(y) if np.isfinite(y).any() else 0.0)
+            else:
+                ax.plot(c["sample"], y, color="grey", lw=0.6, alpha=0.6)
+        top = max(shown) if shown else 1.0
+        ax.set_ylim(0, top * 1.15 if top > 0 else 1.0)
+        if stream.name == "friedman":
+            for at in (len(stream) // 3, 2 * (len(stream) // 3)):
+                ax.axvline(at, color="k", ls=":", lw=1)
+        ax.set_title(f"{stream.name}: rolling {r['metric']} ({report['args']['window']} samples); grey: other River "
+                     f"models (clipped)")
+        ax.set_xlabel("sample")
+        ax.legend(loc="upper right", fontsize=8)
+    save_figure(fig, name)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--streams", default=",".join(STREAMS), help=f"comma-separated, of {', '.join(STREAMS)}")
+    parser.add_argument("--rate", type=float, default=50.0, help="samples per second sent to the farm")
+    parser.add_argument("--batch", type=int, default=8, help="samples per predict/learn mini-batch")
+    parser.add_argument("--throughput-batch", type=int, default=32, help="samples per learn in the burst")
+    parser.add_argument("--throughput-samples", type=int, default=8000,
+                        help="samples in the learn burst (the stream cycled)")
+    parser.add_argument("--window", type=int, default=100, help="samples per rolling-error point")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--samples", type=int, default=None, help="at most this many samples per stream")
+    parser.add_argument("--name", default="real_streams", help="results file name (benchmarks/results/NAME.*)")
+    parser.add_argument("--quick", action="store_true",
+                        help=f"phishing and friedman, {QUICK_SAMPLES} samples each, at 100 samples/s: a smoke run")
+    args = parser.parse_args()
+    if args.quick:
+        args.streams, args.samples, args.rate, args.window = "phishing,friedman", QUICK_SAMPLES, 100.0, 50
+        args.throughput_samples = 2000
+    names = [n.strip() for n in args.streams.split(",") if n.strip()]
+    unknown = set(names) - set(STREAMS)
+    if unknown:
+        parser.error(f"unknown stream(s) {sorted(unknown)}; known: {', '.join(STREAMS)}")
+    started = time.monotonic()
+    streams = [load(n, limit=args.samples, seed=42) for n in names]
+    port, redis_proc = private_redis()  # before any omnimind import
+    import redis
+
+    from omnimind.app import app
+
+    app.conf.task_send_sent_event = False  # a plain Celery client (Celery's default)
+    client = redis.Redis(port=port)
+    base = Path(tempfile.mkdtemp(prefix="omnimind-real-streams-"))
+    load_before = [round(x, 2) for x in os.getloadavg()]
+    farms, ok = {}, False
+    try:
+        for stream in streams:
+            farms[stream.name] = run_farm(app, client, stream, base / stream.name, args)
+        ok = True
+    finally:
+        stop_all(redis_proc)
+        if ok:
+            shutil.rmtree(base, ignore_errors=True)
+        else:
+            print(f"farm logs kept in {base}", file=sys.stderr)
+    work = Path(tempfile.mkdtemp(prefix="omnimind-real-streams-baselines-"))
+    try:
+        print("River's models (a process of their own) ...", flush=True)
+        river = run_in_subprocess("river", streams, args.seed, work)
+        print("deep-river (a process of its own, river 0.25 from .bench-deps) ...", flush=True)
+        deep = run_in_subprocess("deep_river", streams, args.seed, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    summary = summarize(streams, farms, river, deep, args.window)
+    report = {
+        "code": git_commit(),
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "load_before": load_before,
+                    "load_after": [round(x, 2) for x in os.getloadavg()],
+                    "note": "CPUs shared with other agents' work: timings and throughputs are noisy"},
+        "setup": (f"Per stream, a fresh farm (`omnimind up` on the Procfile's inference + training lines, "
+                  f"OMNIMIND_MODEL_FACTORY=benchmarks.stream_models:<stream>, cross entropy for classifiers, "
+                  f"every other setting at its default); {args.rate:g} samples/s in mini-batches of {args.batch}, "
+                  f"predict (answer awaited) then learn; served class = argmax of the returned outputs. Learn "
+                  f"burst: {args.throughput_samples} samples (the stream cycled) in learn batches of "
+                  f"{args.throughput_batch}, all at once. "
+                  f"Baselines after the farms, each kind in a process of its own: deep-river "
+                  f"{deep['versions'].get('deep_river')} (river {deep['versions'].get('river')}, torch "
+                  f"{deep['versions'].get('torch')}, {deep['versions'].get('torch_threads')} torch threads) and "
+                  f"River {river['versions'].get('river')}."),
+        "args": vars(args), "targets": TARGETS, "wall_s": time.monotonic() - started,
+        "summary": summary,
+        "farm": {name: {k: v for k, v in f.items() if k != "errors"} for name, f in farms.items()},
+        "baselines": {"versions": {"river": river["versions"], "deep_river": deep["versions"]},
+                      "timing": {name: {"deep-river": {k: v for k, v in deep["streams"][name]["deep-river"].items()
+                                                       if k != "errors"},
+                                        **{m: {k: v for k, v in r.items() if k != "errors"}
+                                           for m, r in river["streams"][name].items()}}
+                                 for name in farms}},
+    }
+    write(report, args.name, streams)
+    for stream in streams:
+        r = summary[stream.name]
+        print(f"{stream.name}: served {fmt(r['served'])} vs deep-river {fmt(r['deep_river'])} "
+              f"(x{fmt(r['vs_deep_river'])}) vs best River {r['best_river']} {fmt(r['best_river_error'])} "
+              f"(x{fmt(r['vs_best_river'])}); learn throughput x{fmt(r['throughput']['ratio'])} deep-river")
+    print(f"({report['wall_s']:.0f} s wall; results in {RESULTS}/{args.name}.*)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,103 @@
+"""The pure parts of benchmarks/real_streams.py: send schedule, pacing, served answers, errors, verdicts."""
+import math
+
+import numpy as np
+import pytest
+
+from benchmarks.real_streams_metrics import (TARGETS, pacing, progressive_error, rolling, sample_errors, schedule,
+                                             served_predictions, throughput_verdict, verdict)
+
+
+def test_schedule_covers_every_row_once_at_the_stream_rate():
+    plan = schedule(1250, 8, 50.0)
+    assert plan[0].start == 0 and plan[-1].stop == 1250
+    assert all(a.stop == b.start for a, b in zip(plan, plan[1:]))
+    assert plan[-1].stop - plan[-1].start == 1250 % 8  # the last batch is short
+    assert [b.due_s for b in plan[:3]] == pytest.approx([0.0, 0.16, 0.32])
+    assert plan[-1].due_s == pytest.approx(plan[-1].start / 50.0)
+
+
+@pytest.mark.parametrize("args", [(10, 0, 50.0), (10, 8, 0.0), (-1, 8, 50.0)])
+def test_schedule_refuses_nonsense(args):
+    with pytest.raises(ValueError):
+        schedule(*args)
+
+
+def test_pacing_on_time_achieves_the_planned_rate():
+    plan = schedule(400, 8, 50.0)
+    p = pacing(plan, [b.due_s for b in plan])
+    assert p["achieved_rate"] == pytest.approx(50.0) and p["planned_rate"] == pytest.approx(50.0)
+    assert p["late_max_s"] == 0.0 and p["late_over_1s"] == 0
+
+
+def test_pacing_reports_a_farm_that_cannot_keep_up():
+    plan = schedule(400, 8, 50.0)
+    sent = [b.due_s * 2 for b in plan]  # every send twice as late as due: half the rate
+    p = pacing(plan, sent)
+    assert p["achieved_rate"] == pytest.approx(400 / (plan[-1].due_s * 2 + 0.16))
+    assert p["achieved_rate"] < 26
+    assert p["late_max_s"] == pytest.approx(plan[-1].due_s)
+    assert p["late_over_1s"] == sum(1 for b in plan if b.due_s > 1.0)
+
+
+def test_served_logits_are_read_as_their_argmax():
+    classes = ["brickface", "cement", "sky"]
+    result = {"outputs": [[0.1, 0.2, 3.0], [5.0, -1.0, 0.0]], "model_version": 0}
+    assert served_predictions(result, "multiclass", classes) == ["sky", "brickface"]
+    assert served_predictions({"outputs": [[-0.3], [0.4]]}, "binary", [False, True]) == [False, True]
+
+
+def test_classifier_heads_are_read_before_raw_outputs():
+    classes = [False, True]
+    outputs = [[9.0, -9.0]]  # the logits say False; the heads below say True and win
+    assert served_predictions({"outputs": outputs, "top_k": [[{"label": True, "probability": 0.8}]]},
+                              "binary", classes) == [True]
+    assert served_predictions({"outputs": outputs, "top_k": [[["True", 0.8], ["False", 0.2]]]},
+                              "binary", classes) == [True]
+    assert served_predictions({"outputs": outputs, "labels": ["True"]}, "binary", classes) == [True]
+    assert served_predictions({"outputs": outputs, "probabilities": [[0.1, 0.9]]}, "binary", classes) == [True]
+    assert served_predictions({"outputs": outputs, "probabilities": [{"False": 0.3, "True": 0.7}]},
+                              "binary", classes) == [True]
+
+
+def test_regression_reads_the_first_output():
+    assert served_predictions({"outputs": [[1.5], [2.5]]}, "regression", []) == [1.5, 2.5]
+    assert served_predictions({"outputs": [3.0, 4.0]}, "regression", []) == [3.0, 4.0]
+
+
+def test_errors_count_missing_predictions_as_wrong():
+    assert sample_errors("binary", [True, False, True], [True, None, False]).tolist() == [0.0, 1.0, 1.0]
+    errors = sample_errors("regression", [1.0, 2.0, 3.0], [1.5, None, float("nan")])
+    assert errors[0] == 0.5 and math.isinf(errors[1]) and math.isinf(errors[2])
+    assert progressive_error(sample_errors("multiclass", list("aabb"), list("abbb"))) == 0.25
+    with pytest.raises(ValueError):
+        sample_errors("binary", [True], [])
+    with pytest.raises(ValueError):
+        progressive_error([])
+
+
+def test_rolling_is_the_trailing_mean():
+    rng = np.random.default_rng(0)
+    errors = rng.random(300)
+    got = rolling(errors, 50)
+    want = [errors[max(0, i - 49):i + 1].mean() for i in range(300)]
+    assert got == pytest.approx(want)
+    assert rolling(errors, 1) == pytest.approx(errors)
+
+
+def test_verdict_marks_each_target_and_picks_the_best_river_model():
+    v = verdict(0.12, 0.11, {"logistic": 0.10, "kNN": 0.14, "ARF": float("inf")})
+    assert v["best_river"] == "logistic" and v["best_river_error"] == 0.10
+    assert v["vs_deep_river"] == pytest.approx(12 / 11) and v["pass_deep_river"] is True
+    assert v["vs_best_river"] == pytest.approx(1.2) and v["pass_best_river"] is True
+    v = verdict(0.606, 0.116, {"logistic": 0.107})
+    assert v["pass_deep_river"] is False and v["pass_best_river"] is False
+    v = verdict(0.2, None, {})
+    assert v["pass_deep_river"] is None and v["pass_best_river"] is None and v["best_river"] is None
+
+
+def test_throughput_verdict_needs_ten_times_deep_river():
+    assert TARGETS["learn_throughput_vs_deep_river"] == 10.0
+    assert throughput_verdict(8000.0, 800.0)["pass"] is True
+    assert throughput_verdict(7999.0, 800.0)["pass"] is False
+    assert throughput_verdict(None, 800.0)["pass"] is None

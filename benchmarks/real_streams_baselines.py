@@ -99,20 +99,21 @@ def progressive(model, stream) -> dict:
     """predict_one then learn_one on every sample; per-sample errors and the time each step took."""
     from real_streams_metrics import sample_errors
 
-    predictions, predict_s, learn_s = [], 0.0, 0.0
+    predictions, predict_s, learn_s, learn_cpu_s = [], 0.0, 0.0, 0.0
     cpu0 = time.process_time()
     for x, y in zip(stream.dicts(), stream.y):
         t0 = time.perf_counter()
         predictions.append(model.predict_one(x))
-        t1 = time.perf_counter()
+        t1, c1 = time.perf_counter(), time.process_time()
         model.learn_one(x, y)
-        t2 = time.perf_counter()
-        predict_s, learn_s = predict_s + (t1 - t0), learn_s + (t2 - t1)
+        t2, c2 = time.perf_counter(), time.process_time()
+        predict_s, learn_s, learn_cpu_s = predict_s + (t1 - t0), learn_s + (t2 - t1), learn_cpu_s + (c2 - c1)
     if stream.task == "regression":
         predictions = [None if p is None else float(p) for p in predictions]
     errors = sample_errors(stream.task, stream.y, predictions)
     return {"errors": errors.tolist(), "error": float(errors.mean()), "predict_s": predict_s, "learn_s": learn_s,
-            "learn_samples_per_s": len(stream) / learn_s if learn_s > 0 else None,
+            "learn_samples_per_s": len(stream) / learn_s if learn_s > 0 else None, "learn_cpu_s": learn_cpu_s,
+            "learn_samples_per_cpu_s": len(stream) / learn_cpu_s if learn_cpu_s > 0 else None,
             "cpu_s": time.process_time() - cpu0}
 
 
@@ -124,12 +125,15 @@ def warm_up(model, stream, samples: int = 50) -> None:
         model.learn_one(x, y)
 
 
-def run(kind: str, streams: list, seed: int) -> dict:
+def run(kind: str, streams: list, seed: int, torch_threads: int | None = None) -> dict:
     out: dict = {"kind": kind, "streams": {}}
     if kind == "deep_river":
         import deep_river
         import river
         import torch
+
+        if torch_threads:
+            torch.set_num_threads(torch_threads)
 
         out["versions"] = {"deep_river": getattr(deep_river, "__version__", "?"), "river": river.__version__,
                            "torch": torch.__version__, "torch_threads": torch.get_num_threads()}
@@ -150,12 +154,13 @@ def run(kind: str, streams: list, seed: int) -> dict:
     return out
 
 
-def run_in_subprocess(kind: str, streams: list, seed: int, work: Path) -> dict:
+def run_in_subprocess(kind: str, streams: list, seed: int, work: Path, torch_threads: int | None = None) -> dict:
     """:func:`run` in a fresh interpreter (deep-river with its own river first on sys.path)."""
     if kind == "deep_river":
         ensure_deep_river()
     source, target = work / f"{kind}-streams.json", work / f"{kind}-out.json"
-    source.write_text(json.dumps({"seed": seed, "streams": [s.to_json() for s in streams]}))
+    source.write_text(json.dumps({"seed": seed, "torch_threads": torch_threads,
+                                  "streams": [s.to_json() for s in streams]}))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(":")}
     subprocess.run([sys.executable, str(Path(__file__)), kind, str(source), str(target)], check=True, env=env,
                    cwd=ROOT)
@@ -173,7 +178,7 @@ def main(argv: list[str]) -> int:
 
     data = json.loads(Path(source).read_text())
     streams = [RealStream.from_json(s) for s in data["streams"]]
-    Path(target).write_text(json.dumps(run(kind, streams, data["seed"])))
+    Path(target).write_text(json.dumps(run(kind, streams, data["seed"], data.get("torch_threads"))))
     return 0
 
 

@@ -213,3 +213,30 @@ def throughput_verdict(farm_samples_per_s: float | None, deep_river_samples_per_
     r = farm_samples_per_s / deep_river_samples_per_s
     return {"farm": farm_samples_per_s, "deep_river": deep_river_samples_per_s, "ratio": r,
             "pass": r >= TARGETS["learn_throughput_vs_deep_river"]}
+
+
+def window_rates(durations_s: Sequence[float], window: int) -> list[float]:
+    """Samples per second in each run of ``window`` consecutive samples (a short tail run is dropped unless
+    it is the only one), from each sample's duration.
+
+    >>> window_rates([0.001] * 5, 2)
+    [1000.0, 1000.0]
+    """
+    d = np.asarray(durations_s, dtype=np.float64)
+    if window < 1 or d.size == 0:
+        raise ValueError("need window >= 1 and at least one sample")
+    runs = [d[i:i + window] for i in range(0, d.size, window)]
+    if len(runs) > 1 and runs[-1].size < window:
+        runs.pop()
+    return [float(r.size / r.sum()) if r.sum() > 0 else math.inf for r in runs]
+
+
+def best_and_median(rates: Sequence[float]) -> dict:
+    """The best rate (the least disturbed by other work on shared cores) and the median.
+
+    >>> best_and_median([3.0, 1.0, 2.0])
+    {'best': 3.0, 'median': 2.0}
+    """
+    if not len(rates):
+        raise ValueError("no rates")
+    return {"best": float(max(rates)), "median": float(np.median(rates))}

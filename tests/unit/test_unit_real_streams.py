@@ -101,3 +101,15 @@ def test_throughput_verdict_needs_ten_times_deep_river():
     assert throughput_verdict(8000.0, 800.0)["pass"] is True
     assert throughput_verdict(7999.0, 800.0)["pass"] is False
     assert throughput_verdict(None, 800.0)["pass"] is None
+
+
+def test_window_rates_and_the_best_run():
+    from benchmarks.real_streams_metrics import best_and_median, window_rates
+
+    durations = [0.001] * 500 + [0.004] * 250 + [0.001] * 10  # a disturbed run, and a short tail dropped
+    rates = window_rates(durations, 250)
+    assert rates == pytest.approx([1000.0, 1000.0, 250.0])
+    assert best_and_median(rates) == {"best": pytest.approx(1000.0), "median": pytest.approx(1000.0)}
+    assert window_rates([0.002] * 3, 250) == pytest.approx([500.0])  # only a short run: it counts
+    with pytest.raises(ValueError):
+        window_rates([], 10)

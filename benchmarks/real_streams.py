@@ -256,7 +256,7 @@ def write(report: dict, name: str, streams: list[RealStream]) -> None:
         ax.set_title(f"{stream.name}: rolling {r['metric']} ({report['args']['window']} samples); grey: other River "
                      f"models (clipped); red dashes: a new version served")
         ax.set_xlabel("sample")
-        ax.legend(loc="upper right", fontsize=8)
+        ax.legend(loc="best", fontsize=8)
     save_figure(fig, name)
 
 

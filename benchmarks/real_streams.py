@@ -11,11 +11,13 @@ through OMNIMIND_MODEL_FACTORY (benchmarks/stream_models.py), OMNIMIND_LEARNING_
 the classifiers and every other setting at its default. A plain Celery client sends the stream in order,
 at its own pace (--rate samples/s, mini-batches of --batch): for each mini-batch it first calls
 `predict` (the served model) and waits for the answer, then sends `learn` with the true targets
-(real_streams_farm.serve_and_learn). That is progressive validation of what users are served. Today's
-`predict` returns raw outputs: a classifier's served label is their argmax, read client-side. Then, the
-stream learned, its samples (cycled to --throughput-samples) are sent to `learn` again, all at once, in
-batches of --throughput-batch, --throughput-rounds times: the farm's learn throughput (samples/s, first
-send to last result; the best round counts, the least disturbed by other work on the shared cores).
+(real_streams_farm.serve_and_learn). That is progressive validation of what users are served. Where
+`predict` returns raw outputs (main's farm today), a classifier's served label is their argmax, read
+client-side, and the farm learns class indices; a farm with classifier heads is read through its labels
+and learns the labels (as text). Then, the stream learned, its samples (cycled to --throughput-samples)
+are sent to `learn` again, all at once, in batches of --throughput-batch, --throughput-rounds times: the
+farm's learn throughput (samples/s, first send to last result; the best round counts, the least disturbed
+by other work on the shared cores).
 
 Baselines in the same run, each kind in a process of its own right after the stream's farm has stopped
 (benchmarks/real_streams_baselines.py), on the same samples in the same order, predict_one then
@@ -77,13 +79,13 @@ def run_farm(app, client, stream: RealStream, run_dir: Path, args) -> dict:
               f"batches of {args.batch}", flush=True)
         plan = schedule(len(stream), args.batch, args.rate)
         cpu0 = farm.cpu_s()
-        run = serve_and_learn(app, stream, plan)
+        run = serve_and_learn(app, stream, plan, farm.heads)
         cpu1 = farm.cpu_s()
         publications = store_publications(client)
         rounds = []
         for _ in range(args.throughput_rounds):
             before = farm.cpu_s()
-            burst = learn_burst(app, stream, args.throughput_batch, args.throughput_samples)
+            burst = learn_burst(app, stream, args.throughput_batch, args.throughput_samples, farm.heads)
             burst["training_cpu_s"] = farm.cpu_s().get("training", math.nan) - before.get("training", math.nan)
             rounds.append(burst)
         samples, cpu = sum(r["samples"] for r in rounds), sum(r["training_cpu_s"] for r in rounds)
@@ -101,6 +103,7 @@ def run_farm(app, client, stream: RealStream, run_dir: Path, args) -> dict:
     tail = max(1, len(losses) // 10)
     result = {
         "samples": len(stream), "errors": errors, "error": progressive_error(errors),
+        "classifier_heads": farm.heads,
         "startup_s": farm.startup_s, "duration_s": run["duration_s"],
         "pacing": pacing(plan, run["sent_s"]),
         "predict_round_trip_s": {"p50": float(np.median(run["predict_s"])), "max": float(np.max(run["predict_s"]))},
@@ -120,7 +123,8 @@ def run_farm(app, client, stream: RealStream, run_dir: Path, args) -> dict:
     }
     print(f"  served {error_name(stream.task)} {result['error']:.4g}; served versions {result['served_versions']} "
           f"(first new at sample {first_new}); learner loss {result['learner_loss']}; sent at "
-          f"{result['pacing']['achieved_rate']:.1f}/s; learn bursts {burst['samples_per_s']['best']:.0f} samples/s at best; "
+          f"{result['pacing']['achieved_rate']:.1f}/s; learn bursts {burst['samples_per_s']['best']:.0f} samples/s "
+          f"at best; "
           f"{len(run['errors'])} task error(s)", flush=True)
     return result
 
@@ -178,7 +182,8 @@ def write(report: dict, name: str, streams: list[RealStream]) -> None:
           report["setup"], "",
           "| stream | samples | metric | served (farm) | deep-river, same MLP | best River (model) | "
           f"served / deep-river (≤ {TARGETS['vs_deep_river']}) | served / best River (≤ {TARGETS['vs_best_river']}) "
-          f"| farm learn samples/s (batches of {report['args']['throughput_batch']}) | deep-river learn_one samples/s | ratio (≥ {TARGETS['learn_throughput_vs_deep_river']:g}) "
+          f"| farm learn samples/s (batches of {report['args']['throughput_batch']}) | deep-river learn_one "
+          f"samples/s | ratio (≥ {TARGETS['learn_throughput_vs_deep_river']:g}) "
           "| per CPU second: farm training worker / deep-river (ratio) |",
           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for stream in streams:
@@ -200,13 +205,15 @@ def write(report: dict, name: str, streams: list[RealStream]) -> None:
     md.append("|---" * (len(next(iter(s.values()))["river"]) + 2) + "|")
     for stream in streams:
         r = s[stream.name]
-        md.append(f"| {stream.name} | {fmt(r['deep_river'])} | " + " | ".join(fmt(v) for v in r["river"].values()) + " |")
+        md.append(f"| {stream.name} | {fmt(r['deep_river'])} | "
+                  + " | ".join(fmt(v) for v in r["river"].values()) + " |")
     md += ["", "(Model names differ by task: logistic/softmax for classifiers, linear for regression; columns "
            "follow the first stream's names in order.)", "",
            "## The farm", "",
            "| stream | startup s | sent at (samples/s) | predict round trip p50 / max s | learned lag p50 / max s "
-           "| served versions | first new version at sample | versions in store after | learner loss first → last tenth "
-           "| updates | drifts | farm CPU s (inference / training) | task errors | learn bursts: batch, samples/s best / "
+           "| served versions | first new version at sample | versions in store after "
+           "| learner loss first → last tenth | updates | drifts | farm CPU s (inference / training) | task errors "
+           "| learn bursts: batch, samples/s best / "
            "median, samples per training CPU s |",
            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for stream in streams:
@@ -324,7 +331,8 @@ def main() -> int:
         "setup": (f"Per stream, a fresh farm (`omnimind up` on the Procfile's inference + training lines, "
                   f"OMNIMIND_MODEL_FACTORY=benchmarks.stream_models:<stream>, cross entropy for classifiers, "
                   f"every other setting at its default); {args.rate:g} samples/s in mini-batches of {args.batch}, "
-                  f"predict (answer awaited) then learn; served class = argmax of the returned outputs. Learn "
+                  f"predict (answer awaited) then learn; served class = the head's label where the farm has "
+                  f"classifier heads, else the argmax of the returned outputs. Learn "
                   f"bursts: {args.throughput_rounds} x {args.throughput_samples} samples (the stream cycled) in learn "
                   f"batches of {args.throughput_batch}, all at once. "
                   f"Baselines right after each farm, each kind in a process of its own: deep-river "

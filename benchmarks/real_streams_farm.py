@@ -48,7 +48,10 @@ class StreamFarm:
         try:
             wait_until(self._ready, timeout=240, interval=0.25, message="the farm to answer pings")
             probe = encode_inputs(stream, stream.x[:1])
-            app.send_task(PREDICT, kwargs={"inputs": probe}).get(timeout=120)
+            answer = app.send_task(PREDICT, kwargs={"inputs": probe}).get(timeout=120)
+            #: Whether the farm answers a classifier with its head (label, probabilities, top_k; it then
+            #: learns labels) rather than raw outputs (it then learns class indices).
+            self.heads = stream.task != "regression" and isinstance(answer["outputs"][0], dict)
         except BaseException:
             self.stop()
             raise
@@ -92,19 +95,22 @@ def encode_inputs(stream: RealStream, rows: np.ndarray) -> list:
     return np.asarray(rows, dtype=np.float64).tolist()
 
 
-def encode_targets(stream: RealStream, labels: list) -> list:
-    """A learn's ``targets``: the class index for a classifier (today's farm learns cross entropy on
-    indices; a farm with labelled heads would take the labels themselves), the value for regression."""
+def encode_targets(stream: RealStream, labels: list, heads: bool) -> list:
+    """A learn's ``targets``: for a classifier, its labels as text where the farm has classifier heads,
+    else class indices (a farm without heads learns cross entropy on indices); for regression, the value."""
     if stream.task == "regression":
         return [float(v) for v in labels]
+    if heads:
+        return [str(label) for label in labels]
     return stream.class_index(labels)
 
 
-def serve_and_learn(app, stream: RealStream, batches: list[Batch], timeout: float = 120.0) -> dict:
+def serve_and_learn(app, stream: RealStream, batches: list[Batch], heads: bool, timeout: float = 120.0) -> dict:
     """Progressive validation of what the farm serves: for each mini-batch, when it is due, ``predict``
     (the served model) and wait for its answer, then send ``learn`` with the true targets and go on
     without waiting for it. A collector thread takes the learn results as they come.
 
+    ``heads``: the farm answers with classifier heads and learns labels (:attr:`StreamFarm.heads`).
     Returns per-sample ``predictions`` and served ``versions``, per-batch ``sent_s`` (since the first
     send), ``predict_s`` (round trip), ``learn_done_s`` and ``learn`` results, and ``errors``.
     """
@@ -146,7 +152,7 @@ def serve_and_learn(app, stream: RealStream, batches: list[Batch], timeout: floa
             except Exception as exc:  # noqa: BLE001 - a missing prediction counts as wrong
                 errors.append(f"predict batch {i}: {type(exc).__name__}: {exc}")
             predict_s.append(time.monotonic() - t0 - sent)
-            targets = encode_targets(stream, stream.y[batch.start:batch.stop])
+            targets = encode_targets(stream, stream.y[batch.start:batch.stop], heads)
             pending.append((i, app.send_task(LEARN, kwargs={"inputs": inputs, "targets": targets})))
     finally:
         all_sent.set()
@@ -156,7 +162,8 @@ def serve_and_learn(app, stream: RealStream, batches: list[Batch], timeout: floa
             "duration_s": time.monotonic() - t0}
 
 
-def learn_burst(app, stream: RealStream, batch_size: int, min_samples: int, timeout: float = 300.0) -> dict:
+def learn_burst(app, stream: RealStream, batch_size: int, min_samples: int, heads: bool,
+                timeout: float = 300.0) -> dict:
     """The stream's samples, cycled to at least ``min_samples``, sent to ``learn`` all at once in batches
     of ``batch_size``; samples per second from the first send to the last result."""
     n = len(stream)
@@ -167,7 +174,7 @@ def learn_burst(app, stream: RealStream, batch_size: int, min_samples: int, time
         idx = rows[start:start + batch_size]
         results.append(app.send_task(LEARN, kwargs={
             "inputs": encode_inputs(stream, stream.x[idx]),
-            "targets": encode_targets(stream, [stream.y[i] for i in idx])}))
+            "targets": encode_targets(stream, [stream.y[i] for i in idx], heads)}))
     sent = time.monotonic() - t0
     failures = 0
     for result in results:

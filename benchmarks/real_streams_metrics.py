@@ -72,47 +72,42 @@ def pacing(batches: Sequence[Batch], sent_s: Sequence[float]) -> dict:
 def served_predictions(result: dict, task: str, classes: Sequence[Any]) -> list:
     """One prediction per example of a ``tasks.inference.predict`` result for a batch.
 
-    Classifiers: the served label. A farm that returns classifier heads is read first (``top_k``: its
-    first entry, a label or a ``{"label": ...}``/``[label, p]``; else ``labels``; else ``probabilities``:
-    the argmax, over a list or a ``{label: p}``); today's farm returns raw ``outputs`` (logits), read as
-    the argmax (one output: its sign). Class indices map to ``classes``. Regression: the first output.
+    Classifiers: the served label. An example's output that is a classifier head's answer (a dict) is
+    read first: its ``label``, else its ``top_k``'s first entry (``[label, p]`` or ``{"label": ...}``),
+    else the argmax of its ``probabilities`` (a list in the order of the result's ``labels``, or a
+    ``{label: p}``). Raw outputs (today's farm returns logits) are read as their argmax (one output: its
+    sign). An integer label is a class index into ``classes``; any other label is matched by its text.
+    Regression: the first output.
 
     >>> served_predictions({"outputs": [[0.1, 2.0], [3.0, -1.0]]}, "binary", [False, True])
     [True, False]
-    >>> served_predictions({"top_k": [[{"label": "sky", "probability": 0.9}]]}, "multiclass", ["grass", "sky"])
+    >>> head = {"label": "sky", "probabilities": [0.1, 0.9], "top_k": [["sky", 0.9], ["grass", 0.1]]}
+    >>> served_predictions({"outputs": [head], "labels": ["grass", "sky"]}, "multiclass", ["grass", "sky"])
     ['sky']
     >>> served_predictions({"outputs": [[1.5], [2.5]]}, "regression", [])
     [1.5, 2.5]
     """
+    outputs = result["outputs"]
     if task == "regression":
-        return [float(np.asarray(row, dtype=np.float64).reshape(-1)[0]) for row in result["outputs"]]
-    if result.get("top_k") is not None:
-        return [_label(_top(entry), classes) for entry in result["top_k"]]
-    if result.get("labels") is not None:
-        return [_label(label, classes) for label in result["labels"]]
-    if result.get("probabilities") is not None:
-        return [_label(_argmax(p), classes) for p in result["probabilities"]]
-    predictions = []
-    for row in result["outputs"]:
-        logits = np.asarray(row, dtype=np.float64).reshape(-1)
-        index = int(logits[0] > 0) if logits.size == 1 else int(np.argmax(logits))
-        predictions.append(classes[index])
-    return predictions
+        return [float(np.asarray(row, dtype=np.float64).reshape(-1)[0]) for row in outputs]
+    order = result.get("labels")  # the order of a head's probabilities
+    return [_served_label(out, order, classes) for out in outputs]
 
 
-def _top(entry):
-    first = entry[0] if isinstance(entry, (list, tuple)) else entry
-    if isinstance(first, dict):
-        return first["label"]
-    if isinstance(first, (list, tuple)):
-        return first[0]
-    return first
-
-
-def _argmax(probabilities):
-    if isinstance(probabilities, dict):
-        return max(probabilities, key=probabilities.get)
-    return int(np.argmax(np.asarray(probabilities, dtype=np.float64)))
+def _served_label(out, order, classes: Sequence[Any]):
+    if isinstance(out, dict):
+        if out.get("label") is not None:
+            return _label(out["label"], classes)
+        if out.get("top_k"):
+            first = out["top_k"][0]
+            return _label(first["label"] if isinstance(first, dict) else first[0], classes)
+        probabilities = out["probabilities"]
+        if isinstance(probabilities, dict):
+            return _label(max(probabilities, key=probabilities.get), classes)
+        index = int(np.argmax(np.asarray(probabilities, dtype=np.float64)))
+        return _label(order[index] if order else index, classes)
+    logits = np.asarray(out, dtype=np.float64).reshape(-1)
+    return classes[int(logits[0] > 0) if logits.size == 1 else int(np.argmax(logits))]
 
 
 def _label(value, classes: Sequence[Any]):

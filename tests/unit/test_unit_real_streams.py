@@ -47,17 +47,27 @@ def test_served_logits_are_read_as_their_argmax():
     assert served_predictions({"outputs": [[-0.3], [0.4]]}, "binary", [False, True]) == [False, True]
 
 
-def test_classifier_heads_are_read_before_raw_outputs():
+def test_classifier_heads_are_read_per_example():
     classes = [False, True]
-    outputs = [[9.0, -9.0]]  # the logits say False; the heads below say True and win
-    assert served_predictions({"outputs": outputs, "top_k": [[{"label": True, "probability": 0.8}]]},
+    answer = {"label": "True", "probabilities": [0.2, 0.8], "top_k": [["True", 0.8], ["False", 0.2]]}
+    result = {"outputs": [answer, {**answer, "label": "False"}], "labels": ["False", "True"]}
+    assert served_predictions(result, "binary", classes) == [True, False]  # the label wins
+    no_label = {k: v for k, v in answer.items() if k != "label"}
+    assert served_predictions({"outputs": [no_label]}, "binary", classes) == [True]  # then top_k
+    only_p = {"probabilities": [0.7, 0.3]}
+    assert served_predictions({"outputs": [only_p], "labels": ["True", "False"]}, "binary", classes) == [True]
+    assert served_predictions({"outputs": [{"probabilities": {"False": 0.3, "True": 0.7}}]},
                               "binary", classes) == [True]
-    assert served_predictions({"outputs": outputs, "top_k": [[["True", 0.8], ["False", 0.2]]]},
-                              "binary", classes) == [True]
-    assert served_predictions({"outputs": outputs, "labels": ["True"]}, "binary", classes) == [True]
-    assert served_predictions({"outputs": outputs, "probabilities": [[0.1, 0.9]]}, "binary", classes) == [True]
-    assert served_predictions({"outputs": outputs, "probabilities": [{"False": 0.3, "True": 0.7}]},
-                              "binary", classes) == [True]
+    assert served_predictions({"outputs": [{"top_k": [{"label": "sky", "probability": 0.9}]}]},
+                              "multiclass", ["grass", "sky"]) == ["sky"]
+
+
+def test_integer_labels_are_class_indices():
+    # a head that learned the class indices this benchmark sends as targets
+    result = {"outputs": [{"label": 2, "probabilities": [0.1, 0.2, 0.7]}], "labels": [0, 1, 2]}
+    assert served_predictions(result, "multiclass", ["brickface", "cement", "sky"]) == ["sky"]
+    assert served_predictions({"outputs": [{"probabilities": [0.1, 0.9]}], "labels": [1, 0]},
+                              "binary", [False, True]) == [False]
 
 
 def test_regression_reads_the_first_output():

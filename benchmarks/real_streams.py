@@ -110,9 +110,7 @@ def run_farm(app, client, stream: RealStream, run_dir: Path, args) -> dict:
         "learned_lag_s": {"p50": float(np.median(lag)) if lag.size else None,
                           "max": float(lag.max()) if lag.size else None},
         "served_versions": sorted(set(versions)), "first_new_version_at_sample": first_new,
-        "version_changes": [{"sample": i, "version": v} for i, (u, v) in enumerate(zip([0] + run["versions"],
-                                                                                        run["versions"]))
-                            if v is not None and u is not None and v != u],
+        "version_changes": version_changes(run["versions"]),
         "versions_after_stream": publications,
         "learner_loss": {"first": losses[0] if losses else None,
                          "last_tenth_mean": float(np.mean(losses[-tail:])) if losses else None},
@@ -127,6 +125,16 @@ def run_farm(app, client, stream: RealStream, run_dir: Path, args) -> dict:
           f"at best; "
           f"{len(run['errors'])} task error(s)", flush=True)
     return result
+
+
+def version_changes(versions: list) -> list[dict]:
+    """Where the served version changed (a sample whose predict failed has none and changes nothing)."""
+    changes, last = [], 0
+    for i, version in enumerate(versions):
+        if version is not None and version != last:
+            changes.append({"sample": i, "version": version})
+            last = version
+    return changes
 
 
 def curve(errors, window: int) -> dict:

@@ -76,7 +76,8 @@ def served_predictions(result: dict, task: str, classes: Sequence[Any]) -> list:
     read first: its ``label``, else its ``top_k``'s first entry (``[label, p]`` or ``{"label": ...}``),
     else the argmax of its ``probabilities`` (a list in the order of the result's ``labels``, or a
     ``{label: p}``). Raw outputs (today's farm returns logits) are read as their argmax (one output: its
-    sign). An integer label is a class index into ``classes``; any other label is matched by its text.
+    sign). An integer label is a class index into ``classes``; any other label is matched by its text. A
+    head with no label to give (none seen yet) predicts None, which counts as wrong.
     Regression: the first output.
 
     >>> served_predictions({"outputs": [[0.1, 2.0], [3.0, -1.0]]}, "binary", [False, True])
@@ -101,7 +102,9 @@ def _served_label(out, order, classes: Sequence[Any]):
         if out.get("top_k"):
             first = out["top_k"][0]
             return _label(first["label"] if isinstance(first, dict) else first[0], classes)
-        probabilities = out["probabilities"]
+        probabilities = out.get("probabilities")
+        if not probabilities:  # a head that has seen no label yet predicts none: counted as wrong
+            return None
         if isinstance(probabilities, dict):
             return _label(max(probabilities, key=probabilities.get), classes)
         index = int(np.argmax(np.asarray(probabilities, dtype=np.float64)))

@@ -62,6 +62,12 @@ def test_classifier_heads_are_read_per_example():
                               "multiclass", ["grass", "sky"]) == ["sky"]
 
 
+def test_a_head_without_labels_yet_predicts_nothing():
+    empty = {"label": None, "probabilities": [], "top_k": []}
+    assert served_predictions({"outputs": [empty], "labels": []}, "binary", [False, True]) == [None]
+    assert sample_errors("binary", [True], [None]).tolist() == [1.0]
+
+
 def test_integer_labels_are_class_indices():
     # a head that learned the class indices this benchmark sends as targets
     result = {"outputs": [{"label": 2, "probabilities": [0.1, 0.2, 0.7]}], "labels": [0, 1, 2]}

@@ -55,8 +55,8 @@ from harness import RESULTS, ROOT, private_redis, pyplot, save_figure, stop_all,
 from real_streams_baselines import run_in_subprocess
 from real_streams_data import STREAMS, RealStream, load
 from real_streams_farm import StreamFarm, learn_burst, serve_and_learn, store_publications
-from real_streams_metrics import (TARGETS, best_and_median, error_name, pacing, progressive_error, rolling,
-                                  sample_errors, schedule, throughput_verdict, verdict)
+from real_streams_metrics import (TARGETS, best_and_median, error_name, pacing, progressive_error, ratio,
+                                  rolling, sample_errors, schedule, throughput_verdict, verdict)
 
 QUICK_SAMPLES = 500
 CURVE_POINTS = 120  # points kept per rolling-error curve in the JSON
@@ -143,6 +143,20 @@ def curve(errors, window: int) -> dict:
     return {"sample": idx.tolist(), "rolling": [float(f"{v:.4g}") if math.isfinite(v) else None for v in r[idx]]}
 
 
+def from_sample(start: int | None, served, deep_river, best_river) -> dict | None:
+    """The progressive errors from ``start`` on (the first sample a published version served): how the
+    farm does once it serves a learned model, beside the baselines on the same samples. A diagnostic,
+    not a target: users are served version 0 before that."""
+    if start is None:
+        return None
+    out = {"sample": start, "served": progressive_error(served[start:]),
+           "deep_river": progressive_error(deep_river[start:]),
+           "best_river": progressive_error(best_river[start:]) if best_river is not None else None}
+    out["vs_deep_river"] = ratio(out["served"], out["deep_river"])
+    out["vs_best_river"] = ratio(out["served"], out["best_river"]) if out["best_river"] is not None else None
+    return out
+
+
 def summarize(streams: list[RealStream], farms: dict, river: dict, deep: dict, window: int) -> dict:
     out = {}
     for stream in streams:
@@ -160,6 +174,8 @@ def summarize(streams: list[RealStream], farms: dict, river: dict, deep: dict, w
             # sensitive to what else runs on the shared cores
             "throughput_per_cpu_s": throughput_verdict(farm["learn_burst"]["samples_per_training_cpu_s"],
                                                        deep_r["learn_samples_per_cpu_s"]),
+            "from_first_version": from_sample(farm["first_new_version_at_sample"], farm["errors"], deep_r["errors"],
+                                              river_r[v["best_river"]]["errors"] if v["best_river"] else None),
             "curves": {"served (farm)": curve(farm["errors"], window), "deep-river": curve(deep_r["errors"], window),
                        **{name: curve(r["errors"], window) for name, r in river_r.items()}},
         }
@@ -208,6 +224,14 @@ def write(report: dict, name: str, streams: list[RealStream]) -> None:
            "against deep-river's best run of 250 learn_one calls, measured one after the other on the same 2 "
            "shared cores; the per-CPU-second column (all of the farm's bursts, the whole deep-river run) is the "
            "same comparison with less of the other agents' load in it.", "",
+           "## From the first published version on (a diagnostic, not a target)", "",
+           "The same progressive errors counted only from the first sample a published version served (before "
+           "it, users are served the untrained version 0), baselines on the same samples.", "",
+           "| stream | from sample | served (farm) | deep-river | best River | served / deep-river | "
+           "served / best River |", "|---|---|---|---|---|---|---|",
+           *[f"| {n} | {f['sample']} | {fmt(f['served'])} | {fmt(f['deep_river'])} | {fmt(f['best_river'])} | "
+             f"{fmt(f['vs_deep_river'])} | {fmt(f['vs_best_river'])} |" if (f := s[n]["from_first_version"])
+             else f"| {n} | never | | | | | |" for n in s], "",
            "## Every River model (progressive error, same samples)", "",
            "| stream | " + " | ".join(["deep-river"] + list(next(iter(s.values()))["river"])) + " |"]
     md.append("|---" * (len(next(iter(s.values()))["river"]) + 2) + "|")

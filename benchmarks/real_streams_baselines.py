@@ -56,8 +56,15 @@ def _deep_river_path(deps: Path = BENCH_DEPS) -> None:
     sys.path.append(str(deps / "deps"))
 
 
+def knn_engine(seed: int):
+    """kNN's default search engine (SWINN, randomised), seeded."""
+    from river import neighbors
+
+    return neighbors.SWINN(seed=seed)
+
+
 def river_models(task: str, seed: int) -> dict:
-    """River's standard online models for ``task``, fresh."""
+    """River's standard online models for ``task``, fresh, with their defaults (kNN's engine seeded)."""
     from river import forest, linear_model, neighbors, preprocessing, tree
 
     if task == "binary":
@@ -65,19 +72,19 @@ def river_models(task: str, seed: int) -> dict:
                 "hoeffding tree": tree.HoeffdingTreeClassifier(),
                 "hoeffding adaptive tree": tree.HoeffdingAdaptiveTreeClassifier(seed=seed),
                 "ARF": forest.ARFClassifier(seed=seed),
-                "kNN (scaled)": preprocessing.StandardScaler() | neighbors.KNNClassifier()}
+                "kNN (scaled)": preprocessing.StandardScaler() | neighbors.KNNClassifier(engine=knn_engine(seed))}
     if task == "multiclass":
         return {"softmax regression (scaled)": preprocessing.StandardScaler() | linear_model.SoftmaxRegression(),
                 "hoeffding tree": tree.HoeffdingTreeClassifier(),
                 "hoeffding adaptive tree": tree.HoeffdingAdaptiveTreeClassifier(seed=seed),
                 "ARF": forest.ARFClassifier(seed=seed),
-                "kNN (scaled)": preprocessing.StandardScaler() | neighbors.KNNClassifier()}
+                "kNN (scaled)": preprocessing.StandardScaler() | neighbors.KNNClassifier(engine=knn_engine(seed))}
     return {"linear regression (scaled)": preprocessing.StandardScaler() | linear_model.LinearRegression(),
             "hoeffding tree (scaled)": preprocessing.StandardScaler() | tree.HoeffdingTreeRegressor(),
             "hoeffding adaptive tree (scaled)": preprocessing.StandardScaler()
             | tree.HoeffdingAdaptiveTreeRegressor(seed=seed),
             "ARF": forest.ARFRegressor(seed=seed),
-            "kNN (scaled)": preprocessing.StandardScaler() | neighbors.KNNRegressor()}
+            "kNN (scaled)": preprocessing.StandardScaler() | neighbors.KNNRegressor(engine=knn_engine(seed))}
 
 
 def deep_river_model(stream, seed: int):
@@ -168,7 +175,7 @@ def run_in_subprocess(kind: str, streams: list, seed: int, work: Path, torch_thr
     source, target = work / f"{kind}-streams.json", work / f"{kind}-out.json"
     source.write_text(json.dumps({"seed": seed, "torch_threads": torch_threads,
                                   "streams": [s.to_json() for s in streams]}))
-    env = {**os.environ, "PYTHONHASHSEED": "0",  # kNN's ties between labels: the same each run
+    env = {**os.environ, "PYTHONHASHSEED": "0",  # reproducible iteration over sets of labels
            "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(":")}
     subprocess.run([sys.executable, str(Path(__file__)), kind, str(source), str(target)], check=True, env=env,
                    cwd=ROOT)

@@ -35,7 +35,7 @@ deep-river's learn_one.
 
     python benchmarks/real_streams.py [--quick] [--streams phishing,friedman] [--rate 50] [--name NAME]
 
-Writes benchmarks/results/<NAME>.{json,md,png} (NAME: real_streams by default).
+Writes benchmarks/results/<NAME>.{json,md,png} (NAME: real_streams by default, real_streams_quick with --quick).
 """
 from __future__ import annotations
 
@@ -314,13 +314,15 @@ def main() -> int:
                              "(OMNIMIND_LEARNER_TORCH_THREADS defaults to 1)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--samples", type=int, default=None, help="at most this many samples per stream")
-    parser.add_argument("--name", default="real_streams", help="results file name (benchmarks/results/NAME.*)")
+    parser.add_argument("--name", default=None,
+                        help="results file name (benchmarks/results/NAME.*; real_streams, or real_streams_quick)")
     parser.add_argument("--quick", action="store_true",
                         help=f"phishing and friedman, {QUICK_SAMPLES} samples each, at 100 samples/s: a smoke run")
     args = parser.parse_args()
     if args.quick:
         args.streams, args.samples, args.rate, args.window = "phishing,friedman", QUICK_SAMPLES, 100.0, 50
         args.throughput_samples, args.throughput_rounds = 1000, 2
+    args.name = args.name or ("real_streams_quick" if args.quick else "real_streams")
     names = [n.strip() for n in args.streams.split(",") if n.strip()]
     unknown = set(names) - set(STREAMS)
     if unknown:

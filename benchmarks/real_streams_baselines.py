@@ -24,14 +24,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_DEPS = ROOT / ".bench-deps"
-#: What deep-river needs beside the project's torch and numpy, installed without their dependencies.
+#: What deep-river needs beside the project's torch and numpy, installed without their dependencies, at the
+#: versions the benchmark was measured with.
 DEEP_RIVER_REQUIREMENTS = {
-    "river25": ["river>=0.25,<0.26"],
+    "river25": ["river==0.25.0"],
     "deep": ["deep-river==0.3.4"],
-    "deps": ["pandas", "scikit-learn", "tqdm", "sortedcontainers", "python-dateutil", "pytz", "tzdata",
-             "joblib", "threadpoolctl", "scipy", "six"],
+    "deps": ["pandas==3.1.2", "scikit-learn==1.9.1", "tqdm==4.70.1", "sortedcontainers==2.4.0",
+             "python-dateutil==4.0.0", "pytz==2026.6", "tzdata==2026.6", "joblib==1.6.0",
+             "threadpoolctl==3.8.0", "scipy==1.17.1", "six==1.17.0"],
 }
-
 
 #: Samples per run in which learn throughput is measured (best and median over the runs).
 RATE_WINDOW = 250
@@ -39,15 +40,15 @@ RATE_WINDOW = 250
 
 def ensure_deep_river(deps: Path = BENCH_DEPS) -> Path:
     """Install deep-river and river 0.25 under ``deps`` (an ignored folder) unless they are there."""
-    marker = deps / ".complete"
-    if marker.exists():
+    marker, wanted = deps / ".complete", json.dumps(DEEP_RIVER_REQUIREMENTS, sort_keys=True)
+    if marker.exists() and marker.read_text() == wanted:
         return deps
     for folder, packages in DEEP_RIVER_REQUIREMENTS.items():
         print(f"installing {' '.join(packages)} into {deps / folder} (once)", flush=True)
         subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(deps / folder),
                         *packages], check=True)
     (deps / "deps" / "torchviz.py").write_text("# imported by deep-river, never used by the baseline\n")
-    marker.write_text("")
+    marker.write_text(wanted)
     return deps
 
 

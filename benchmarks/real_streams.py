@@ -67,6 +67,7 @@ def git_commit() -> dict:
         return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
 
     return {"commit": git("rev-parse", "HEAD"), "branch": git("rev-parse", "--abbrev-ref", "HEAD"),
+            "main_merge_base": git("merge-base", "HEAD", "main") or None,
             "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
 
 
@@ -198,7 +199,9 @@ def write(report: dict, name: str, streams: list[RealStream]) -> None:
     s, m = report["summary"], report["machine"]
     md = [f"# Real streams: the served model against River and deep-river ({name})", "",
           f"Code: `{report['code']['branch']}` at {report['code']['commit'][:10]}"
-          f"{' (with uncommitted changes)' if report['code']['dirty'] else ''}. Machine: {m['platform']}, "
+          f"{' (with uncommitted changes)' if report['code']['dirty'] else ''}"
+          f"{f' (from main at {base[:10]})' if (base := report['code'].get('main_merge_base')) else ''}. "
+          f"Machine: {m['platform']}, "
           f"{m['cpus']} CPUs **shared with other agents' work** (load average {m['load_before']} before, "
           f"{m['load_after']} after): timings and throughputs are noisy. Every learner sees the same samples "
           f"in the same order: the baselines' errors are reproducible, the farm's also depend on when its "

@@ -304,7 +304,8 @@ def write(report: dict, name: str, streams: list[RealStream]) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--streams", default=",".join(STREAMS), help=f"comma-separated, of {', '.join(STREAMS)}")
+    parser.add_argument("--streams", default=None,
+                        help=f"comma-separated, of {', '.join(STREAMS)} (default: all; --quick: phishing,friedman)")
     parser.add_argument("--rate", type=float, default=50.0, help="samples per second sent to the farm")
     parser.add_argument("--batch", type=int, default=8, help="samples per predict/learn mini-batch")
     parser.add_argument("--throughput-batch", type=int, default=32, help="samples per learn in the burst")
@@ -323,10 +324,11 @@ def main() -> int:
                         help=f"phishing and friedman, {QUICK_SAMPLES} samples each, at 100 samples/s: a smoke run")
     args = parser.parse_args()
     if args.quick:
-        args.streams, args.samples, args.rate, args.window = "phishing,friedman", QUICK_SAMPLES, 100.0, 50
+        args.streams = args.streams or "phishing,friedman"
+        args.samples, args.rate, args.window = QUICK_SAMPLES, 100.0, 50
         args.throughput_samples, args.throughput_rounds = 1000, 2
     args.name = args.name or ("real_streams_quick" if args.quick else "real_streams")
-    names = [n.strip() for n in args.streams.split(",") if n.strip()]
+    names = [n.strip() for n in (args.streams or ",".join(STREAMS)).split(",") if n.strip()]
     unknown = set(names) - set(STREAMS)
     if unknown:
         parser.error(f"unknown stream(s) {sorted(unknown)}; known: {', '.join(STREAMS)}")

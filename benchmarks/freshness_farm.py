@@ -132,7 +132,8 @@ def marginal_publication_cost(farm: Farm, client, count: int, window_s: float, r
     """Stream stopped: ``rounds`` pairs of windows of ``window_s`` seconds, one idle, one with ``count``
     republications of the active weights (fetched once before), each a full publish -> notice ->
     verify -> swap in every worker (and the learner's adopt). Marginal cost = (publishing - idle) / n."""
-    from omnimind.app import app, settings
+    from omnimind.app import app
+    from omnimind.config import settings
     from omnimind.models.factory import build_model
     from omnimind.models.store import ModelStore
 

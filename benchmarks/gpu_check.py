@@ -104,7 +104,9 @@ def run_checks(port: int, worker, args, started: float, report: dict) -> dict:
     import redis
     import torch
 
-    from omnimind.app import app, settings
+    from omnimind.app import app
+
+    from omnimind.config import settings
     from omnimind.models.factory import build_model
     from omnimind.models.store import ModelStore
 

@@ -50,7 +50,9 @@ def main() -> int:
         import redis
         from celery.utils.nodenames import worker_direct
 
-        from omnimind.app import app, settings
+        from omnimind.app import app
+
+        from omnimind.config import settings
         from omnimind.models.factory import build_model
         from omnimind.models.store import ModelStore
 

@@ -194,7 +194,8 @@ def cmd_stream(args) -> int:
 
 def cmd_submit(args) -> int:
     from omnimind.scaling import ClusterLoadBalancer, ServiceRegistry, WorkloadType
-    from omnimind.app import app, settings
+    from omnimind.app import app
+    from omnimind.config import settings
 
     try:
         payload = {"inputs": json.loads(args.inputs)}

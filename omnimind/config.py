@@ -198,6 +198,11 @@ class Settings:
     metrics_dir: str = setting("METRICS_DIR", "")
     #: Worker log lines: "console" (human-readable) or "json" (one object per line).
     log_format: str = setting("LOG_FORMAT", "console", convert=str.lower)
+    #: Test failpoints (workers.failpoints), never set in production: "TASK_NAME@PATH" kills a
+    #: worker between a task's result and its ack; "SLOT@PATH" pauses a Raft coordinator
+    #: between a dispatch's commit and its send.
+    failpoint_kill_after_result: str = setting("FAILPOINT_KILL_AFTER_RESULT", "")
+    raft_failpoint_pause_before_send: str = setting("RAFT_FAILPOINT_PAUSE_BEFORE_SEND", "")
 
     @property
     def broker_is_amqp(self) -> bool:
@@ -340,11 +345,43 @@ class _Reader:
         return value
 
 
-def __getattr__(name: str):
-    # ``from omnimind.config import settings``: the process's settings, read from the
-    # environment once, on first use (PEP 562), and the same object ever after.
-    if name == "settings":
-        global settings
-        settings = Settings.from_env()
-        return settings
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+_settings: Settings | None = None
+
+
+def get_settings() -> Settings:
+    """The process's settings: read from the environment on the first call, the same object ever after.
+
+    Nothing reads the environment at import; every module asks here, when it needs a value.
+    """
+    global _settings
+    if _settings is None:
+        _settings = Settings.from_env()
+    return _settings
+
+
+def reset_settings() -> None:
+    """Forget the cached settings, so that the next :func:`get_settings` reads the environment again (tests)."""
+    global _settings
+    _settings = None
+
+
+class LazySettings:
+    """``omnimind.config.settings``: attribute reads go to :func:`get_settings`, so that
+    ``from omnimind.config import settings`` at module level reads nothing at import (as
+    Django's ``django.conf.settings``). Pass ``get_settings()`` where a :class:`Settings` is
+    wanted (``dataclasses.replace``, ``isinstance``).
+
+    >>> settings.heartbeat_interval == get_settings().heartbeat_interval
+    True
+    """
+
+    __slots__ = ()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(get_settings(), name)
+
+    def __repr__(self) -> str:
+        return f"<lazy {get_settings()!r}>"
+
+
+settings = LazySettings()

@@ -311,7 +311,9 @@ def plot_trace(trace: dict, ax, title: str = "") -> None:
 def main(args) -> int:
     from matplotlib.figure import Figure
 
-    from omnimind.app import app, settings
+    from omnimind.app import app
+
+    from omnimind.config import settings
     from omnimind.redis_client import redis_client
 
     stream = make_stream(args.stream, settings.model_input_size, args.rate, args.phase_seconds, args.seed)

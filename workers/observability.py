@@ -12,7 +12,7 @@ import logging
 from celery import bootsteps
 from celery.signals import worker_process_shutdown
 
-from omnimind.config import settings
+from omnimind.config import Settings, get_settings
 from omnimind.errors import InvalidInput
 from omnimind.observability import logging as log_format
 from omnimind.health import health_app
@@ -37,6 +37,7 @@ class MetricsServerStep(bootsteps.StartStopStep):
     label = "OmniMind metrics"
 
     def __init__(self, worker, metrics_port=None, raft_id=None, **kwargs):
+        settings = get_settings()
         super().__init__(worker, **kwargs)
         self.port = settings.metrics_port if metrics_port is None else metrics_port
         self.address = settings.metrics_address  # OMNIMIND_METRICS_ADDRESS, every interface by default
@@ -155,4 +156,6 @@ def _on_process_shutdown(pid=None, **_):
         multiprocess.process_exited(pid)
 
 
-log_format.connect(settings.log_format)
+def connect_worker_signals(settings: Settings) -> None:
+    """What a worker connects as it loads its task modules (``omnimind.app``): its log format."""
+    log_format.connect(settings.log_format)

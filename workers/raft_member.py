@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from omnimind import keys
-from omnimind.config import settings
+from omnimind.config import get_settings
 from omnimind.fence import Fence, fence_at
 from omnimind.redis_client import redis_client
 from omnimind.scaling.coordinator import ScheduleStateMachine
@@ -46,6 +45,7 @@ class MemberConfig:
     @classmethod
     def build(cls, member_id: str, peers_spec: str, data_dir: str, secret: str, join: bool = False) -> "MemberConfig":
         """Validate everything up front: a member with a bad configuration must not start."""
+        settings = get_settings()
         peers = parse_peer_addresses(peers_spec)
         if not peers:
             raise RaftConfigError("--raft-peers (OMNIMIND_RAFT_PEERS) is empty: list every member as id=host:port")
@@ -66,11 +66,12 @@ class CoordinatorMember:
     """Runs one Raft member and, while it leads, the periodic schedule."""
 
     def __init__(self, config: MemberConfig, app) -> None:
+        settings = get_settings()
         self.config = config
         self.app = app
         self.schedule_state = ScheduleStateMachine()
         self.replicator = StateReplicator({"schedule": self.schedule_state})
-        self.pause_before_send = failpoints.parse_pause_failpoint(os.environ.get(failpoints.PAUSE_BEFORE_SEND_ENV, ""))
+        self.pause_before_send = failpoints.parse_pause_failpoint(settings.raft_failpoint_pause_before_send)
         self.redis = redis_client(settings.redis_url)
         self.loop = asyncio.new_event_loop()
         self._ready = threading.Event()

@@ -5,7 +5,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from omnimind.app import settings
+from omnimind.config import settings
 from omnimind.errors import InvalidInput
 from omnimind.models.factory import build_model
 from omnimind.models.store import ModelStore

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from omnimind import keys
-from omnimind.app import settings
+from omnimind.config import settings
 from omnimind.models.errors import StaleFence
 from omnimind.models.factory import build_model
 from omnimind.models.store import ModelStore

@@ -103,7 +103,7 @@ def scraped_version(farm, name: str) -> float | None:
 def publish_newer(farm) -> int:
     """A new model version through the store (fenced just above whatever it holds)."""
     from omnimind import keys
-    from omnimind.app import settings
+    from omnimind.config import settings
     from omnimind.models.factory import build_model
     from omnimind.models.store import ModelStore
 

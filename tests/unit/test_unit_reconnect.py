@@ -2,7 +2,9 @@
 (omnimind.reconnect): an attempt at once, then at most OMNIMIND_RECONNECT_INTERVAL apart."""
 import pytest
 
-from omnimind.app import app, settings
+from omnimind.app import app
+
+from omnimind.config import settings
 from omnimind.reconnect import Connection
 from tests.helpers import free_port
 

@@ -153,17 +153,21 @@ def cmd_up(args) -> int:
 def cmd_redis(args) -> int:
     from omnimind.embedded_redis import redis_command
 
-    port = args.port or int(os.environ.get("OMNIMIND_REDIS_PORT", "6379"))
+    from omnimind.config import get_settings
+
+    port = args.port or get_settings().redis_port
     cmd = redis_command(port)
     os.execv(cmd[0], cmd)
 
 
 def cmd_flower(args) -> int:
+    from omnimind.config import get_settings
     from omnimind.farm import flower_basic_auth
 
     env = dict(os.environ)
-    if env.get("OMNIMIND_FLOWER_PASSWORD") or env.get("OMNIMIND_FLOWER_PASSWORD_FILE") or not env.get("FLOWER_BASIC_AUTH"):
-        env["FLOWER_BASIC_AUTH"] = flower_basic_auth(env)  # the environment is private to us; argv is not
+    settings = get_settings()
+    if settings.flower_password or settings.flower_password_file or not env.get("FLOWER_BASIC_AUTH"):
+        env["FLOWER_BASIC_AUTH"] = flower_basic_auth(settings)  # the environment is private to us; argv is not
     env.pop("OMNIMIND_FLOWER_PASSWORD", None)
     os.execve(sys.executable, [sys.executable, "-m", "celery", "-A", "omnimind", "flower", *args.flower_args], env)
 

@@ -1,7 +1,21 @@
 """Typed settings, read once from ``OMNIMIND_*`` environment variables.
 
 Every knob of the farm lives here so that a Procfile line, a systemd unit and a
-test fixture all configure OmniMind the same way.
+test fixture all configure OmniMind the same way. This is the one module that reads
+``OMNIMIND_*`` variables (tests/unit/test_unit_config.py fails on a read elsewhere), and
+it reads them only when asked: :func:`get_settings` reads the environment on its first
+call and caches the result (:func:`reset_settings` forgets it); ``settings`` is a lazy
+stand-in for it. Each vocabulary a setting chooses from (queues, losses, drift methods,
+log formats) is defined here once.
+
+Why a frozen dataclass with field metadata (:func:`setting`), not pydantic-settings:
+the pure cores import this module (the learning core takes ``DRIFT_METHODS`` from it),
+so it must stay light and dependency-free (pydantic would add its import to every core);
+the rules that span fields (the result backend and the Redis follow the broker, the
+visibility timeout must exceed every hard limit, the per-queue limit pairs) are plain
+code in :meth:`Settings.from_env` and :meth:`Settings.validate`; and every error is a
+``ConfigError`` that names the variable, which the CLI prints as is. One field, one
+line: its variable, default, type and minimum.
 
 >>> s = Settings.from_env({"OMNIMIND_BROKER_URL": "redis://10.0.0.5:6379/0"})
 >>> s.broker_url, s.redis_url
@@ -40,6 +54,23 @@ DRIFT_METHODS = ("cusum", "adwin", "page_hinkley", "kswin")
 
 #: Worker log formats (``OMNIMIND_LOG_FORMAT``).
 LOG_FORMATS = ("console", "json")
+
+#: Losses of the online learner and retraining (``OMNIMIND_LEARNING_LOSS``). The learning core
+#: keeps its own copy for now (``omnimind.learning.online._LOSSES``), which
+#: tests/unit/test_unit_config.py checks against this one.
+LOSSES = ("mse", "cross_entropy")
+
+#: When a learner publishes its challenger (``OMNIMIND_CHALLENGER_PUBLISH``).
+CHALLENGER_PUBLISH_MODES = ("leader", "off")
+
+#: The shortest Raft shared secret a member accepts (``OMNIMIND_RAFT_SECRET``; ``omnimind up`` makes one).
+MIN_RAFT_SECRET_BYTES = 16
+
+#: Raft timings (milliseconds), the defaults of both the settings and ``RaftNode``: a tick, a
+#: leader's heartbeat period, and the least election timeout (drawn from ``[t, 2t)``).
+RAFT_TICK_MS = 10.0
+RAFT_HEARTBEAT_MS = 50.0
+RAFT_ELECTION_TIMEOUT_MS = 150.0
 
 DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/0"
 #: URL schemes of a RabbitMQ (AMQP 0-9-1) broker, as kombu names them.
@@ -159,6 +190,12 @@ class Settings:
     #: contact, and this one); ``omnimind raft add`` makes it a learner, then a voter. A restarted member
     #: takes its configuration from its log either way.
     raft_join: bool = setting("RAFT_JOIN", False)
+    #: Raft timings in milliseconds (see :data:`RAFT_TICK_MS`); every member of a group should agree.
+    raft_tick_ms: float = setting("RAFT_TICK_MS", RAFT_TICK_MS, minimum=1.0)
+    raft_heartbeat_ms: float = setting("RAFT_HEARTBEAT_MS", RAFT_HEARTBEAT_MS, minimum=1.0)
+    raft_election_timeout_ms: float = setting("RAFT_ELECTION_TIMEOUT_MS", RAFT_ELECTION_TIMEOUT_MS, minimum=1.0)
+    #: Port of the farm's own redis-server (``omnimind redis``; ``omnimind up`` picks a free one).
+    redis_port: int = setting("REDIS_PORT", 6379, minimum=1)
     #: Seconds between scheduled retrains (the seed's 300 s).
     retrain_interval: float = setting("RETRAIN_INTERVAL", 300.0, minimum=0.1)
     #: Schedule entry dispatched early when a learner reports concept drift ("" turns
@@ -252,10 +289,14 @@ class Settings:
                 f"OMNIMIND_VISIBILITY_TIMEOUT ({self.visibility_timeout}s) must exceed the longest "
                 f"hard time limit ({longest}s)"
             )
-        if self.learning_loss not in ("mse", "cross_entropy"):
-            raise ConfigError(f"OMNIMIND_LEARNING_LOSS must be mse or cross_entropy, not {self.learning_loss!r}")
-        if self.challenger_publish not in ("leader", "off"):
-            raise ConfigError(f"OMNIMIND_CHALLENGER_PUBLISH must be 'leader' or 'off', not {self.challenger_publish!r}")
+        if self.learning_loss not in LOSSES:
+            raise ConfigError(f"OMNIMIND_LEARNING_LOSS must be one of {list(LOSSES)}, not {self.learning_loss!r}")
+        if self.challenger_publish not in CHALLENGER_PUBLISH_MODES:
+            raise ConfigError(f"OMNIMIND_CHALLENGER_PUBLISH must be one of {list(CHALLENGER_PUBLISH_MODES)}, "
+                              f"not {self.challenger_publish!r}")
+        if self.raft_heartbeat_ms < self.raft_tick_ms or self.raft_election_timeout_ms < 2 * self.raft_heartbeat_ms:
+            raise ConfigError("OMNIMIND_RAFT_ timings must satisfy tick <= heartbeat and 2 x heartbeat <= election "
+                              f"timeout, not {self.raft_tick_ms}, {self.raft_heartbeat_ms}, {self.raft_election_timeout_ms} ms")
         if self.drift_method not in DRIFT_METHODS:
             raise ConfigError(f"OMNIMIND_DRIFT_METHOD must be one of {list(DRIFT_METHODS)}, not {self.drift_method!r}")
         if self.device != "auto" and not (self.device == "cpu" or self.device.startswith("cuda")):

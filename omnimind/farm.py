@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Mapping
 
-from omnimind.config import Settings, is_amqp_url
+from omnimind.config import MIN_RAFT_SECRET_BYTES, Settings, is_amqp_url
 from omnimind.embedded_redis import free_port, wait_for_redis
 from omnimind.errors import ConfigError
 
@@ -39,7 +39,6 @@ RAFT_SECRET_FILE = "raft-secret"
 FLOWER_PASSWORD_FILE = "flower-password"
 #: Held (flock) by the running farm.
 LOCK_FILE = "up.lock"
-MIN_RAFT_SECRET_BYTES = 16  # as workers/raft_member.py requires
 
 
 @dataclass(frozen=True)
@@ -152,20 +151,20 @@ def _stored_secret(path: Path, new: str) -> str:
     return new
 
 
-def flower_basic_auth(env: Mapping[str, str]) -> str:
+def flower_basic_auth(settings: Settings) -> str:
     """Flower's ``user:password`` from ``OMNIMIND_FLOWER_USER`` (default admin) and
     ``OMNIMIND_FLOWER_PASSWORD`` or the file ``OMNIMIND_FLOWER_PASSWORD_FILE`` names.
 
-    >>> flower_basic_auth({"OMNIMIND_FLOWER_PASSWORD": "s3cret"})
+    >>> flower_basic_auth(Settings.from_env({"OMNIMIND_FLOWER_PASSWORD": "s3cret"}))
     'admin:s3cret'
-    >>> flower_basic_auth({})
+    >>> flower_basic_auth(Settings.from_env({}))
     Traceback (most recent call last):
     ...
     omnimind.errors.ConfigError: Flower needs a password: set OMNIMIND_FLOWER_PASSWORD or OMNIMIND_FLOWER_PASSWORD_FILE (`omnimind up` makes one)
     """
-    user = env.get("OMNIMIND_FLOWER_USER", "").strip() or "admin"
-    password = env.get("OMNIMIND_FLOWER_PASSWORD", "")
-    file = env.get("OMNIMIND_FLOWER_PASSWORD_FILE", "").strip()
+    user = settings.flower_user or "admin"
+    password = settings.flower_password
+    file = settings.flower_password_file
     if not password and file:
         try:
             password = Path(file).read_text().strip()

@@ -186,10 +186,14 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m omnimind.health", description=main.__doc__)
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=int(os.environ.get("OMNIMIND_METRICS_PORT") or 0))
+    parser.add_argument("--port", type=int, default=None, help="default: $OMNIMIND_METRICS_PORT")
     parser.add_argument("--path", default="/readyz", choices=["/readyz", "/healthz"])
     parser.add_argument("--wait", type=float, default=0.0, help="keep trying for this many seconds")
     args = parser.parse_args(argv)
+    if args.port is None:
+        from omnimind.config import get_settings
+
+        args.port = get_settings().metrics_port
     if not args.port:
         parser.error("no --port and no OMNIMIND_METRICS_PORT: the worker serves no endpoints")
     host = f"[{args.host}]" if ":" in args.host else args.host

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from omnimind import keys
-from omnimind.config import get_settings
+from omnimind.config import MIN_RAFT_SECRET_BYTES, get_settings
 from omnimind.fence import Fence, fence_at
 from omnimind.redis_client import redis_client
 from omnimind.scaling.coordinator import ScheduleStateMachine
@@ -31,7 +31,6 @@ logger = logging.getLogger(__name__)
 
 #: Longest a starting member waits for a peer's frame to check the shared secret.
 SECRET_CHECK_S = 3.0
-MIN_SECRET_BYTES = 16
 
 
 @dataclass(frozen=True)
@@ -54,9 +53,9 @@ class MemberConfig:
         addresses = list(peers.values())
         if len(set(addresses)) != len(addresses):
             raise RaftConfigError(f"two members share an address in {peers_spec!r}")
-        if len(secret.encode()) < MIN_SECRET_BYTES:
+        if len(secret.encode()) < MIN_RAFT_SECRET_BYTES:
             raise RaftConfigError(
-                f"OMNIMIND_RAFT_SECRET must be set to a shared secret of at least {MIN_SECRET_BYTES} bytes"
+                f"OMNIMIND_RAFT_SECRET must be set to a shared secret of at least {MIN_RAFT_SECRET_BYTES} bytes"
             )
         path = Path(data_dir) if data_dir else Path(settings.data_dir) / "raft" / member_id
         return cls(member_id, peers, path, secret, join)
@@ -120,12 +119,15 @@ class CoordinatorMember:
         self.redis.delete(keys.raft_member(self.config.member_id))
 
     def _run_loop(self) -> None:
+        settings = get_settings()
         asyncio.set_event_loop(self.loop)
         try:
             transport = TcpTransport(self.config.member_id, self.config.peers, self.config.secret)
             self.node = RaftNode(
                 self.config.member_id, list(self.config.peers), transport=transport,
                 storage=self.storage, state_machine=self.replicator, join=self.config.join,
+                tick_interval=settings.raft_tick_ms, heartbeat_interval=settings.raft_heartbeat_ms,
+                min_election_timeout=settings.raft_election_timeout_ms,
             )
             self.node.add_leadership_listener(self._on_leadership)
             self.loop.run_until_complete(self.node.start())

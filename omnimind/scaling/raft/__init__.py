@@ -9,7 +9,7 @@ Wiring a production member (what a worker bootstep does)::
 
     peers = parse_peer_addresses("n1=10.0.0.1:7001,n2=10.0.0.2:7001,n3=10.0.0.3:7001")
     node = RaftNode("n1", list(peers),
-                    transport=TcpTransport("n1", peers, secret=os.environ["OMNIMIND_RAFT_SECRET"]),
+                    transport=TcpTransport("n1", peers, secret=get_settings().raft_secret),
                     storage=FileStorage("/var/lib/omnimind/raft/n1"),
                     state_machine=my_state_machine)
     node.add_leadership_listener(lambda leader_id, term: ...)  # start/stop the schedule on leadership

@@ -17,6 +17,9 @@ import pytest
 
 from tests.helpers import free_port, wait_until
 
+#: Skip reasons tagged with their suite, and the failure of a required suite's skip (tests/suites.py).
+pytest_plugins = ["tests.suites"]
+
 
 # Idempotent: this module may be imported twice (as conftest and as tests.conftest).
 REDIS_PORT = int(os.environ.setdefault("OMNIMIND_TEST_REDIS_PORT", str(free_port())))
@@ -232,7 +235,9 @@ def rabbitmq_url():
     try:
         socket.create_connection((RABBITMQ_HOST, RABBITMQ_PORT), timeout=2).close()
     except OSError as exc:
-        pytest.skip(f"no RabbitMQ answers on {RABBITMQ_HOST}:{RABBITMQ_PORT} ({exc}); .ci/run installs and starts one")
+        from tests.suites import skip_suite
+
+        skip_suite("rabbitmq", f"no RabbitMQ answers on {RABBITMQ_HOST}:{RABBITMQ_PORT} ({exc}); .ci/run installs and starts one")
     vhost = f"omnimind-test-{secrets.token_hex(4)}"
     rabbitmqctl("add_vhost", vhost)
     try:

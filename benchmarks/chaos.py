@@ -248,7 +248,7 @@ def analyse(args, sent, done, unacked, queued, slots, faults, logs) -> dict:
     received, succeeded = {}, {}
     line = re.compile(r"Task (tasks\.\w+\.\w+)\[([0-9a-f-]{36})\] (received|succeeded)")
     for log in logs:
-        for kind, tid, what in line.findall(log.read_text(errors="replace")):
+        for _task, tid, what in line.findall(log.read_text(errors="replace")):
             (received if what == "received" else succeeded).setdefault(tid, []).append(str(log))
     lost = sorted(set(sent) - set(done))
     predict = {tid: done[tid] - s["sent"] for tid, s in sent.items() if s["kind"] == "predict" and tid in done}

@@ -76,7 +76,6 @@ def arf_progressive(name_seed: tuple, rate: float, phase_seconds: float) -> dict
 
 
 def write(report: dict, plotted: list[dict]) -> None:
-    s = report["summary"]
     md = ["# Freshness: the served model following a drifting stream", "",
           f"Machine: {report['machine']['platform']}, {report['machine']['cpus']} CPUs, load average "
           f"{report['machine']['load_before']} before / {report['machine']['load_after']} after. "

@@ -122,7 +122,9 @@ def run_stream(farm: Farm, client, stream, seed: int, farm_index: int) -> dict:
                   "used_memory_delta": client.info("memory")["used_memory"] - memory0},
         "cpu_s": {name: cpu1[name] - cpu0[name] for name in cpu1},
     }
-    per_pub = (lambda total: total / n_pub if n_pub else None)
+    def per_pub(total):
+        return total / n_pub if n_pub else None
+
     result["all_in_per_publication"] = {"redis_commands": per_pub(result["redis"]["commands"]),
                                         "cpu_s": per_pub(sum(result["cpu_s"].values()))}
     return result

@@ -111,9 +111,9 @@ def write(report, latencies) -> None:
         "|---|---|---|---|---|---|---|",
     ]
     for kind in ("noop", "predict"):
-        l = lat[kind]
+        lk = lat[kind]
         md.append(
-            f"| {kind} | {l['p50_ms']:.2f} | {l['p90_ms']:.2f} | {l['p99_ms']:.2f} | {l['mean_ms']:.2f} | "
+            f"| {kind} | {lk['p50_ms']:.2f} | {lk['p90_ms']:.2f} | {lk['p99_ms']:.2f} | {lk['mean_ms']:.2f} | "
             f"{report['redis_commands_per_task'][kind]:.1f} | {report['throughput_tasks_per_s'][kind]:.0f} |"
         )
     md += [

@@ -15,7 +15,6 @@ Writes benchmarks/results/raft_failover.{json,md,png}.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import signal

@@ -42,7 +42,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 from harness import (ROOT, free_port, percentiles_ms, private_redis, pyplot, save_figure, stop_all, wait_until,
                      write_results)
@@ -68,7 +67,7 @@ def inference_command() -> list[str]:
 
 def worker_argv(base: list[str], index: int, metrics_port: int) -> list[str]:
     argv, out, skip = list(base), [], False
-    for i, arg in enumerate(argv):
+    for arg in argv:
         if skip:
             skip = False
             continue
@@ -181,7 +180,7 @@ def main() -> int:
         for n in range(1, args.max_workers + 1):
             workers.append(start_worker(base, n, worker_env))
 
-            def answers(queue=worker_direct(f"inference{n}@{host}")):
+            def answers(queue=worker_direct(f"inference{n}@{host}")):  # noqa: B008 (bound per worker, on purpose)
                 if workers[-1].poll() is not None:
                     raise SystemExit(f"worker {n} exited with {workers[-1].returncode}")
                 try:

@@ -314,8 +314,8 @@ _FIELDS = {f.name: f for f in fields(Settings) if "env" in f.metadata}
 def _limits_from_env(get: "_Reader") -> dict[str, TimeLimit]:
     limits = {}
     for queue, default in _DEFAULT_LIMITS.items():
-        hard = get.float(f"{queue.upper()}_TIME_LIMIT", default.hard, minimum=0.001)
-        soft = get.float(f"{queue.upper()}_SOFT_TIME_LIMIT", min(default.soft, hard * 0.9), minimum=0.001)
+        hard = get.number(f"{queue.upper()}_TIME_LIMIT", default.hard, minimum=0.001)
+        soft = get.number(f"{queue.upper()}_SOFT_TIME_LIMIT", min(default.soft, hard * 0.9), minimum=0.001)
         if soft >= hard:
             raise ConfigError(f"OMNIMIND_{queue.upper()}_SOFT_TIME_LIMIT ({soft}) must be below the hard limit ({hard})")
         limits[queue] = TimeLimit(soft=soft, hard=hard)
@@ -345,24 +345,21 @@ class _Reader:
         meta = f.metadata
         name, kind = meta["env"], meta["kind"]
         if kind is bool:
-            return self.bool(name, default)
+            return self.flag(name, default)
         if kind in (int, float):
             return self._number(name, default, kind, meta["minimum"])
         if f"OMNIMIND_{name}" not in self.env:
             return default
-        value = self.str(name, "")
+        value = self.text(name, "")
         return meta["convert"](value) if meta["convert"] else value
 
-    def str(self, name: str, default: str) -> str:
+    def text(self, name: str, default: str) -> str:
         return self.env.get(f"OMNIMIND_{name}", default).strip()
 
-    def int(self, name: str, default: int, minimum: int | None = None) -> int:
-        return self._number(name, default, int, minimum)
+    def number(self, name: str, default: float, minimum: float | None = None) -> float:
+        return float(self._number(name, default, float, minimum))
 
-    def float(self, name: str, default: float, minimum: float | None = None) -> float:
-        return self._number(name, default, float, minimum)
-
-    def bool(self, name: str, default: bool) -> bool:
+    def flag(self, name: str, default: bool) -> bool:
         raw = self.env.get(f"OMNIMIND_{name}")
         if raw is None or raw.strip() == "":
             return default
@@ -373,7 +370,7 @@ class _Reader:
             return False
         raise ConfigError(f"OMNIMIND_{name} must be a boolean (1/0, true/false), not {raw!r}")
 
-    def _number(self, name, default, kind, minimum):
+    def _number(self, name: str, default: Any, kind: type[int] | type[float], minimum: float | None) -> Any:
         raw = self.env.get(f"OMNIMIND_{name}")
         if raw is None or raw.strip() == "":
             return default

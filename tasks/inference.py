@@ -4,7 +4,6 @@ from __future__ import annotations
 from typing import Any
 
 from omnimind.app import task
-from omnimind.config import settings
 from omnimind.errors import InvalidInput
 from workers.context import node_id
 from workers.services import serving_runtime

@@ -2,7 +2,6 @@
 import json
 
 import pytest
-import redis
 from celery.exceptions import TimeoutError as CeleryTimeout
 from kombu import Connection, Exchange, Producer
 

@@ -13,7 +13,6 @@ import subprocess
 import threading
 import time
 
-import pytest
 
 from tests.helpers import metric_value, wait_until
 from tests.multihost.farm import INFERENCE, MEMBERS, METRICS_PORT

@@ -79,7 +79,7 @@ WORKER_STEPS = (
     "workers.time_limits:TimeLimitStep",  # a no-op under prefork
 )
 #: Readiness (/readyz) follows the consumer blueprint: started once it consumes, stopped on a restart.
-CONSUMER_STEPS = ("workers.health:ConsumingStep",)
+CONSUMER_STEPS = ("workers.worker_health:ConsumingStep",)
 WORKER_SIGNAL_MODULES = ("workers.observability", "workers.signals")
 TASK_MODULES = tuple(f"tasks.{queue}" for queue in QUEUES)
 

@@ -6,7 +6,7 @@ every check passes, else 503; its JSON body gives each check and, for a failed
 one, why:
 
 * ``consumer``: the Celery consumer is running, connected to the broker and
-  consuming every capability queue of the worker (``workers.health`` follows
+  consuming every capability queue of the worker (``workers.worker_health`` follows
   the consumer blueprint: its steps stop while the consumer reconnects);
 * ``model`` (workers serving a model): every pool process serves the store's
   active version (or nothing was published yet); a process still loading, or
@@ -14,7 +14,7 @@ one, why:
 * ``raft`` (Raft members): the member runs and knows the group's leader.
 
 This module holds the pure part (the verdicts, the body, the WSGI routing);
-``workers.health`` gathers the facts in a running worker.
+``workers.worker_health`` gathers the facts in a running worker.
 
 >>> status, body = readiness([Check("consumer", True), Check("model", False, "loading")])
 >>> status, body["ready"], body["checks"]["model"]

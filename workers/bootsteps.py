@@ -16,7 +16,7 @@ from omnimind.config import get_settings
 from omnimind.observability import metrics
 from omnimind.scaling.autoscale import queue_signals, worker_queue_load
 from omnimind.scaling.hardware import detect_hardware
-from omnimind.scaling.node import NodeInfo
+from omnimind.scaling.node_info import NodeInfo
 from omnimind.scaling.registry import ServiceRegistry
 from omnimind.redis_client import redis_client
 from omnimind.queue_depths import BrokerQueueDepths

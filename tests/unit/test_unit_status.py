@@ -101,7 +101,7 @@ def test_a_learner_from_another_release_renders():
 
 # --- who serves which model version ------------------------------------------------------
 from omnimind.models.metadata import ServedVersion  # noqa: E402
-from omnimind.scaling.node import NodeInfo, NodeStatus  # noqa: E402
+from omnimind.scaling.node_info import NodeInfo, NodeStatus  # noqa: E402
 from omnimind.status import SERVING_MAX_AGE_S, model_serving  # noqa: E402
 
 

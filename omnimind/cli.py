@@ -199,7 +199,9 @@ def cmd_stream(args) -> int:
 def cmd_submit(args) -> int:
     from omnimind.scaling import ClusterLoadBalancer, ServiceRegistry, WorkloadType
     from omnimind.app import app
-    from omnimind.config import settings
+    from omnimind.config import get_settings
+
+    settings = get_settings()
 
     try:
         payload = {"inputs": json.loads(args.inputs)}

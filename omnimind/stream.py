@@ -312,9 +312,10 @@ def main(args) -> int:
     from matplotlib.figure import Figure
 
     from omnimind.app import app
-
-    from omnimind.config import settings
+    from omnimind.config import get_settings
     from omnimind.redis_client import redis_client
+
+    settings = get_settings()
 
     stream = make_stream(args.stream, settings.model_input_size, args.rate, args.phase_seconds, args.seed)
     driver = StreamDriver(app, redis_client(settings.redis_url), stream, args.batch_size, args.probe_interval,

@@ -196,6 +196,9 @@ class Settings:
     raft_election_timeout_ms: float = setting("RAFT_ELECTION_TIMEOUT_MS", RAFT_ELECTION_TIMEOUT_MS, minimum=1.0)
     #: Port of the farm's own redis-server (``omnimind redis``; ``omnimind up`` picks a free one).
     redis_port: int = setting("REDIS_PORT", 6379, minimum=1)
+    #: The Procfile's training worker's Raft port (``--raft-peers c1=127.0.0.1:$OMNIMIND_RAFT_PORT``);
+    #: 0: ``omnimind up`` picks a free one.
+    raft_port: int = setting("RAFT_PORT", 0, minimum=0)
     #: Seconds between scheduled retrains (the seed's 300 s).
     retrain_interval: float = setting("RETRAIN_INTERVAL", 300.0, minimum=0.1)
     #: Schedule entry dispatched early when a learner reports concept drift ("" turns
@@ -320,6 +323,25 @@ def _limits_from_env(get: "_Reader") -> dict[str, TimeLimit]:
             raise ConfigError(f"OMNIMIND_{queue.upper()}_SOFT_TIME_LIMIT ({soft}) must be below the hard limit ({hard})")
         limits[queue] = TimeLimit(soft=soft, hard=hard)
     return limits
+
+def variable(field_name: str) -> str:
+    """The environment variable of a settings field, for a launcher that sets it for its children.
+
+    >>> variable("broker_url")
+    'OMNIMIND_BROKER_URL'
+    """
+    return f"OMNIMIND_{_FIELDS[field_name].metadata['env']}"
+
+
+def given(env: Mapping[str, str], field_name: str) -> str:
+    """What ``env`` sets a field's variable to (stripped; "" when unset): for a launcher that must
+    tell a value given from a default (``omnimind up`` starts a Redis unless a broker is given).
+
+    >>> given({"OMNIMIND_BROKER_URL": " amqp://rabbit// "}, "broker_url"), given({}, "redis_url")
+    ('amqp://rabbit//', '')
+    """
+    return env.get(variable(field_name), "").strip()
+
 
 def _scheme(url: str) -> str:
     return url.partition("://")[0].lower()

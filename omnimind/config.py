@@ -5,8 +5,8 @@ test fixture all configure OmniMind the same way. This is the one module that re
 ``OMNIMIND_*`` variables (tests/unit/test_unit_config.py fails on a read elsewhere), and
 it reads them only when asked: :func:`get_settings` reads the environment on its first
 call and caches the result (:func:`reset_settings` forgets it); ``settings`` is a lazy
-stand-in for it. Each vocabulary a setting chooses from (queues, losses, drift methods,
-log formats) is defined here once.
+stand-in for it. Each vocabulary a setting chooses from (queues, drift methods, log
+formats; the losses arrive with the learning rework) is defined here once.
 
 Why a frozen dataclass with field metadata (:func:`setting`), not pydantic-settings:
 the pure cores import this module (the learning core takes ``DRIFT_METHODS`` from it),
@@ -54,14 +54,6 @@ DRIFT_METHODS = ("cusum", "adwin", "page_hinkley", "kswin")
 
 #: Worker log formats (``OMNIMIND_LOG_FORMAT``).
 LOG_FORMATS = ("console", "json")
-
-#: Losses of the online learner and retraining (``OMNIMIND_LEARNING_LOSS``). The learning core
-#: keeps its own copy for now (``omnimind.learning.online._LOSSES``), which
-#: tests/unit/test_unit_config.py checks against this one.
-LOSSES = ("mse", "cross_entropy")
-
-#: When a learner publishes its challenger (``OMNIMIND_CHALLENGER_PUBLISH``).
-CHALLENGER_PUBLISH_MODES = ("leader", "off")
 
 #: The shortest Raft shared secret a member accepts (``OMNIMIND_RAFT_SECRET``; ``omnimind up`` makes one).
 MIN_RAFT_SECRET_BYTES = 16
@@ -292,14 +284,10 @@ class Settings:
                 f"OMNIMIND_VISIBILITY_TIMEOUT ({self.visibility_timeout}s) must exceed the longest "
                 f"hard time limit ({longest}s)"
             )
-        if self.learning_loss not in LOSSES:
-            raise ConfigError(f"OMNIMIND_LEARNING_LOSS must be one of {list(LOSSES)}, not {self.learning_loss!r}")
-        if self.challenger_publish not in CHALLENGER_PUBLISH_MODES:
-            raise ConfigError(f"OMNIMIND_CHALLENGER_PUBLISH must be one of {list(CHALLENGER_PUBLISH_MODES)}, "
-                              f"not {self.challenger_publish!r}")
-        if self.raft_heartbeat_ms < self.raft_tick_ms or self.raft_election_timeout_ms < 2 * self.raft_heartbeat_ms:
-            raise ConfigError("OMNIMIND_RAFT_ timings must satisfy tick <= heartbeat and 2 x heartbeat <= election "
-                              f"timeout, not {self.raft_tick_ms}, {self.raft_heartbeat_ms}, {self.raft_election_timeout_ms} ms")
+        if self.learning_loss not in ("mse", "cross_entropy"):
+            raise ConfigError(f"OMNIMIND_LEARNING_LOSS must be mse or cross_entropy, not {self.learning_loss!r}")
+        if self.challenger_publish not in ("leader", "off"):
+            raise ConfigError(f"OMNIMIND_CHALLENGER_PUBLISH must be 'leader' or 'off', not {self.challenger_publish!r}")
         if self.drift_method not in DRIFT_METHODS:
             raise ConfigError(f"OMNIMIND_DRIFT_METHOD must be one of {list(DRIFT_METHODS)}, not {self.drift_method!r}")
         if self.device != "auto" and not (self.device == "cpu" or self.device.startswith("cuda")):
@@ -308,6 +296,9 @@ class Settings:
             raise ConfigError(f"OMNIMIND_QDRANT_URL must be an http:// or https:// URL, not {self.qdrant_url!r}")
         if self.log_format not in LOG_FORMATS:
             raise ConfigError(f"OMNIMIND_LOG_FORMAT must be one of {list(LOG_FORMATS)}, not {self.log_format!r}")
+        if self.raft_heartbeat_ms < self.raft_tick_ms or self.raft_election_timeout_ms < 2 * self.raft_heartbeat_ms:
+            raise ConfigError("OMNIMIND_RAFT_ timings must satisfy tick <= heartbeat and 2 x heartbeat <= election "
+                              f"timeout, not {self.raft_tick_ms}, {self.raft_heartbeat_ms}, {self.raft_election_timeout_ms} ms")
 
 
 #: The fields read from one variable each, in declaration order (``limits`` has one pair per queue).

@@ -24,14 +24,6 @@ def test_the_learning_core_refuses_a_drift_method_the_settings_refuse():
         ConceptDriftDetector(method="magic")
 
 
-@pytest.mark.parametrize("loss", config.LOSSES)
-def test_every_loss_the_settings_accept_the_learner_accepts(loss):
-    from omnimind.learning import OnlineSGDConfig
-
-    assert OnlineSGDConfig(loss=loss).loss == loss
-    assert Settings.from_env({"OMNIMIND_LEARNING_LOSS": loss}).learning_loss == loss
-
-
 def test_every_field_but_limits_has_one_variable_of_its_own():
     variables = [f.metadata["env"] for f in fields(Settings) if "env" in f.metadata]
     assert len(variables) == len(set(variables))

@@ -21,6 +21,7 @@ from omnimind.fence import Fence, fence_at
 from omnimind.redis_client import redis_client
 from omnimind.scaling.coordinator import ScheduleStateMachine
 from omnimind.scaling.raft import FileStorage, RaftConfigError, RaftNode, TcpTransport, parse_peer_addresses
+from omnimind.scaling.raft.transport import check_peers
 from omnimind.scaling.replicator import StateReplicator, wrap
 from workers import failpoints
 from workers.raft_membership import serve_membership_requests
@@ -46,13 +47,7 @@ class MemberConfig:
         """Validate everything up front: a member with a bad configuration must not start."""
         settings = get_settings()
         peers = parse_peer_addresses(peers_spec)
-        if not peers:
-            raise RaftConfigError("--raft-peers (OMNIMIND_RAFT_PEERS) is empty: list every member as id=host:port")
-        if member_id not in peers:
-            raise RaftConfigError(f"own id {member_id!r} is missing from the peer list {sorted(peers)}")
-        addresses = list(peers.values())
-        if len(set(addresses)) != len(addresses):
-            raise RaftConfigError(f"two members share an address in {peers_spec!r}")
+        check_peers(member_id, peers)
         if len(secret.encode()) < MIN_RAFT_SECRET_BYTES:
             raise RaftConfigError(
                 f"OMNIMIND_RAFT_SECRET must be set to a shared secret of at least {MIN_RAFT_SECRET_BYTES} bytes"

@@ -123,7 +123,7 @@ def main() -> int:
         args.seeds, args.phase_seconds, args.cost_publications = 1, 4.0, 4
     friedman_phase = args.phase_seconds if not args.quick else 3.0
     started = time.monotonic()
-    port, redis_proc = private_redis()  # before any omnimind import
+    port, redis_proc = private_redis()  # before the settings are first read
     import multiprocessing
 
     import redis

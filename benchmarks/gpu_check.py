@@ -73,7 +73,7 @@ def main() -> int:
                     "model": WIDE, "worker": "threads pool, --concurrency=16", "checks": {}}
     data_dir = tempfile.mkdtemp(prefix="omnimind-gpu-check-")
     port, redis_proc = private_redis(OMNIMIND_DATA_DIR=data_dir, OMNIMIND_MODEL_FACTORY=WIDE,
-                                     OMNIMIND_MODEL_KEEP_VERSIONS="3")  # before any omnimind import
+                                     OMNIMIND_MODEL_KEEP_VERSIONS="3")  # before the settings are first read
     worker = None
     try:
         worker = spawn_worker("gpu-check@%h", "inference", "threads", 16, env={"OMNIMIND_DEVICE": device})

@@ -47,7 +47,7 @@ def main() -> int:
     parser.add_argument("--block", type=int, default=100, help="interleaving block size")
     args = parser.parse_args()
 
-    port, redis_proc = private_redis()  # before any omnimind import
+    port, redis_proc = private_redis()  # before the settings are first read
     pool, concurrency = procfile_inference_worker()
     worker = spawn_worker("bench@%h", "inference", pool, concurrency)
     try:

@@ -163,7 +163,7 @@ def main() -> int:
     torch_threads = args.torch_threads or max(1, cpus // args.max_workers)
 
     data_dir = tempfile.mkdtemp(prefix="omnimind-scaling-")
-    _, redis_proc = private_redis(OMNIMIND_DATA_DIR=data_dir)  # before any omnimind import
+    _, redis_proc = private_redis(OMNIMIND_DATA_DIR=data_dir)  # before the settings are first read
     worker_env = {"OMNIMIND_MODEL_FACTORY": MODELS[args.model], "OMP_NUM_THREADS": str(torch_threads),
                   "MKL_NUM_THREADS": str(torch_threads)}
     os.environ["OMNIMIND_MODEL_FACTORY"] = MODELS[args.model]  # the clients' settings agree (unused there)

@@ -17,7 +17,10 @@ $(VENV)/.installed: pyproject.toml
 up: $(VENV)/.installed
 	$(VENV)/bin/omnimind up
 
+# Lint and type checks first (seconds), then the suite. CI (.ci/run) runs this target.
 test: $(VENV)/.installed
+	$(PY) -m ruff check
+	$(PY) -m mypy
 	$(PY) -m pytest
 
 bench: $(VENV)/.installed

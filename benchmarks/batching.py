@@ -130,7 +130,7 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=192, help="predicts per (concurrency, pattern) cell")
     parser.add_argument("--burst", type=int, default=500, help="tasks per predict / no-op throughput burst")
     args = parser.parse_args()
-    _, redis_proc = private_redis()  # before any omnimind import
+    _, redis_proc = private_redis()  # before the settings are first read
     try:
         from omnimind.app import app
 

@@ -118,7 +118,7 @@ def run(args) -> dict:
            "OMNIMIND_RAFT_PEERS": ",".join(f"{m}=127.0.0.1:{free_port()}" for m in MEMBERS),
            "OMNIMIND_RAFT_SECRET": "chaos-secret-0123456789abcdef", "OMNIMIND_RETRAIN_INTERVAL": "2",
            "OMNIMIND_TASK_EVENTS": "0", "OMNIMIND_METRICS": "0"}
-    os.environ.update(env)  # before the first omnimind import: the app reads it once
+    os.environ.update(env)  # before the settings are first read (once per process)
     from omnimind.embedded_redis import start_redis, wait_for_redis
 
     redis_dir = run_dir / "redis"
@@ -248,7 +248,7 @@ def analyse(args, sent, done, unacked, queued, slots, faults, logs) -> dict:
     received, succeeded = {}, {}
     line = re.compile(r"Task (tasks\.\w+\.\w+)\[([0-9a-f-]{36})\] (received|succeeded)")
     for log in logs:
-        for kind, tid, what in line.findall(log.read_text(errors="replace")):
+        for _task, tid, what in line.findall(log.read_text(errors="replace")):
             (received if what == "received" else succeeded).setdefault(tid, []).append(str(log))
     lost = sorted(set(sent) - set(done))
     predict = {tid: done[tid] - s["sent"] for tid, s in sent.items() if s["kind"] == "predict" and tid in done}

@@ -76,7 +76,6 @@ def arf_progressive(name_seed: tuple, rate: float, phase_seconds: float) -> dict
 
 
 def write(report: dict, plotted: list[dict]) -> None:
-    s = report["summary"]
     md = ["# Freshness: the served model following a drifting stream", "",
           f"Machine: {report['machine']['platform']}, {report['machine']['cpus']} CPUs, load average "
           f"{report['machine']['load_before']} before / {report['machine']['load_after']} after. "
@@ -124,7 +123,7 @@ def main() -> int:
         args.seeds, args.phase_seconds, args.cost_publications = 1, 4.0, 4
     friedman_phase = args.phase_seconds if not args.quick else 3.0
     started = time.monotonic()
-    port, redis_proc = private_redis()  # before any omnimind import
+    port, redis_proc = private_redis()  # before the settings are first read
     import multiprocessing
 
     import redis

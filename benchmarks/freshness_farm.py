@@ -122,7 +122,9 @@ def run_stream(farm: Farm, client, stream, seed: int, farm_index: int) -> dict:
                   "used_memory_delta": client.info("memory")["used_memory"] - memory0},
         "cpu_s": {name: cpu1[name] - cpu0[name] for name in cpu1},
     }
-    per_pub = (lambda total: total / n_pub if n_pub else None)
+    def per_pub(total):
+        return total / n_pub if n_pub else None
+
     result["all_in_per_publication"] = {"redis_commands": per_pub(result["redis"]["commands"]),
                                         "cpu_s": per_pub(sum(result["cpu_s"].values()))}
     return result
@@ -132,7 +134,8 @@ def marginal_publication_cost(farm: Farm, client, count: int, window_s: float, r
     """Stream stopped: ``rounds`` pairs of windows of ``window_s`` seconds, one idle, one with ``count``
     republications of the active weights (fetched once before), each a full publish -> notice ->
     verify -> swap in every worker (and the learner's adopt). Marginal cost = (publishing - idle) / n."""
-    from omnimind.app import app, settings
+    from omnimind.app import app
+    from omnimind.config import settings
     from omnimind.models.factory import build_model
     from omnimind.models.store import ModelStore
 

@@ -73,7 +73,7 @@ def main() -> int:
                     "model": WIDE, "worker": "threads pool, --concurrency=16", "checks": {}}
     data_dir = tempfile.mkdtemp(prefix="omnimind-gpu-check-")
     port, redis_proc = private_redis(OMNIMIND_DATA_DIR=data_dir, OMNIMIND_MODEL_FACTORY=WIDE,
-                                     OMNIMIND_MODEL_KEEP_VERSIONS="3")  # before any omnimind import
+                                     OMNIMIND_MODEL_KEEP_VERSIONS="3")  # before the settings are first read
     worker = None
     try:
         worker = spawn_worker("gpu-check@%h", "inference", "threads", 16, env={"OMNIMIND_DEVICE": device})
@@ -104,7 +104,9 @@ def run_checks(port: int, worker, args, started: float, report: dict) -> dict:
     import redis
     import torch
 
-    from omnimind.app import app, settings
+    from omnimind.app import app
+
+    from omnimind.config import settings
     from omnimind.models.factory import build_model
     from omnimind.models.store import ModelStore
 

@@ -40,7 +40,7 @@ def main() -> int:
     parser.add_argument("--burst-gap", type=float, default=0.25)
     args = parser.parse_args()
 
-    port, redis_proc = private_redis(OMNIMIND_MODEL_KEEP_VERSIONS="3")  # before any omnimind import
+    port, redis_proc = private_redis(OMNIMIND_MODEL_KEEP_VERSIONS="3")  # before the settings are first read
     workers = {}
     for name in ("swap1", "swap2"):
         hostname = f"{name}@{socket.gethostname()}"
@@ -50,7 +50,9 @@ def main() -> int:
         import redis
         from celery.utils.nodenames import worker_direct
 
-        from omnimind.app import app, settings
+        from omnimind.app import app
+
+        from omnimind.config import settings
         from omnimind.models.factory import build_model
         from omnimind.models.store import ModelStore
 

@@ -87,7 +87,8 @@ def main() -> int:
     worker = start_worker()
     rng = np.random.default_rng(0)
     try:
-        from omnimind.app import app, settings
+        from omnimind.app import app
+        from omnimind.config import settings
 
         def task(op, timeout=600, **kwargs):
             return app.send_task(f"tasks.memory.{op}", kwargs=kwargs).get(timeout=timeout)

@@ -103,7 +103,7 @@ def run_pair(app, pool: str, args, metrics_dir: str, round_no: int, control: boo
                     break
                 except Exception:
                     if procs[kind].poll() is not None or time.monotonic() > deadline:
-                        raise RuntimeError(f"worker {names[kind]} did not answer")
+                        raise RuntimeError(f"worker {names[kind]} did not answer") from None
         for _ in range(args.warmup):
             for kind in kinds:
                 send(kind).get(timeout=10)
@@ -269,10 +269,10 @@ def write(report) -> None:
     ]
     for run in report["runs"]:
         for kind in ("off", "on"):
-            l = run["latency"][kind]
+            lk = run["latency"][kind]
             md.append(
-                f"| {run['pool']} ×{run['concurrency']} | {kind} | {l['p50_ms']:.3f} | {l['p90_ms']:.3f} | "
-                f"{l['p99_ms']:.3f} | {l['mean_ms']:.3f} | {run['throughput_tasks_per_s'][kind]:.0f} |"
+                f"| {run['pool']} ×{run['concurrency']} | {kind} | {lk['p50_ms']:.3f} | {lk['p90_ms']:.3f} | "
+                f"{lk['p99_ms']:.3f} | {lk['mean_ms']:.3f} | {run['throughput_tasks_per_s'][kind]:.0f} |"
             )
     md.append("")
     for run in report["runs"]:

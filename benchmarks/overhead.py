@@ -181,7 +181,7 @@ def main() -> int:
     parser.add_argument("--keep-logs", action="store_true")
     args = parser.parse_args()
 
-    _, redis_proc = private_redis()  # before any omnimind import
+    _, redis_proc = private_redis()  # before the settings are first read
     tmp = tempfile.TemporaryDirectory(prefix="omnimind-overhead-")
     try:
         from omnimind.app import app

@@ -1,7 +1,8 @@
 """Round-trip latency and throughput of `predict` vs a bare no-op Celery task.
 
-Both run on the same redis-server and the same inference worker (the Procfile's
-settings: threads pool, concurrency 4), interleaved in blocks so machine noise
+Both run on the same redis-server and the same inference worker, with the pool and
+concurrency of the Procfile's inference line (read from it: a threads pool of 16 when
+this was written), interleaved in blocks so machine noise
 hits both alike. Redis commands per task are counted from INFO commandstats to
 show what `predict` costs beyond Celery's own traffic.
 
@@ -15,11 +16,24 @@ import argparse
 import json
 import os
 import platform
+import re
 import sys
 import time
 
 import numpy as np
-from harness import percentiles_ms, private_redis, pyplot, save_figure, spawn_worker, stop_all, write_results
+from harness import ROOT, percentiles_ms, private_redis, pyplot, save_figure, spawn_worker, stop_all, write_results
+
+
+def procfile_inference_worker() -> tuple[str, int]:
+    """The pool and concurrency the Procfile's ``inference`` line runs (what ``omnimind up`` starts)."""
+    from omnimind.farm import parse_procfile
+
+    command = {spec.name: spec.command for spec in parse_procfile((ROOT / "Procfile").read_text())}["inference"]
+    pool = re.search(r"--pool[= ](\w+)", command)
+    concurrency = re.search(r"--concurrency[= ](\d+)", command)
+    if pool is None or concurrency is None:
+        raise SystemExit(f"the Procfile's inference line names no --pool or --concurrency: {command!r}")
+    return pool.group(1), int(concurrency.group(1))
 
 
 def total_commands(client) -> int:
@@ -33,8 +47,9 @@ def main() -> int:
     parser.add_argument("--block", type=int, default=100, help="interleaving block size")
     args = parser.parse_args()
 
-    port, redis_proc = private_redis()  # before any omnimind import
-    worker = spawn_worker("bench@%h", "inference", "threads", 4)
+    port, redis_proc = private_redis()  # before the settings are first read
+    pool, concurrency = procfile_inference_worker()
+    worker = spawn_worker("bench@%h", "inference", pool, concurrency)
     try:
         import redis
 
@@ -79,7 +94,8 @@ def main() -> int:
 
         report = {
             "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()},
-            "worker": "threads pool, concurrency 4, default OmniMind settings (task events off)",
+            "worker": f"{pool} pool, concurrency {concurrency} (the Procfile's inference worker), default OmniMind "
+                      "settings (task events off)",
             "latency": {k: percentiles_ms(v) for k, v in latencies.items()},
             "redis_commands_per_task": {k: commands[k] / args.requests for k in kinds},
             "throughput_tasks_per_s": throughput,
@@ -111,9 +127,9 @@ def write(report, latencies) -> None:
         "|---|---|---|---|---|---|---|",
     ]
     for kind in ("noop", "predict"):
-        l = lat[kind]
+        lk = lat[kind]
         md.append(
-            f"| {kind} | {l['p50_ms']:.2f} | {l['p90_ms']:.2f} | {l['p99_ms']:.2f} | {l['mean_ms']:.2f} | "
+            f"| {kind} | {lk['p50_ms']:.2f} | {lk['p90_ms']:.2f} | {lk['p99_ms']:.2f} | {lk['mean_ms']:.2f} | "
             f"{report['redis_commands_per_task'][kind]:.1f} | {report['throughput_tasks_per_s'][kind]:.0f} |"
         )
     md += [

@@ -15,7 +15,6 @@ Writes benchmarks/results/raft_failover.{json,md,png}.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import signal
@@ -36,7 +35,7 @@ def main() -> int:
     parser.add_argument("--interval", type=float, default=0.1, help="schedule interval (s)")
     args = parser.parse_args()
 
-    port, redis_proc = private_redis()  # before any omnimind import
+    port, redis_proc = private_redis()  # before the settings are first read
     data = Path(tempfile.mkdtemp(prefix="omnimind-raft-bench-"))
     peers = ",".join(f"{m}=127.0.0.1:{free_port()}" for m in MEMBERS)
     env = {**os.environ, "OMNIMIND_RAFT_PEERS": peers, "OMNIMIND_RAFT_SECRET": "bench-secret-0123456789",

@@ -72,7 +72,6 @@ def run_failover(name, conf, trials, workdir, isolation_seconds, commits):
         for trial in range(trials):
             leader = cluster.wait(cluster.settled, 60)
             old_term = leader.view["term"]
-            old_voted = None
             cluster.drain()
             t_kill = time.time()
             leader.kill()

@@ -42,7 +42,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 from harness import (ROOT, free_port, percentiles_ms, private_redis, pyplot, save_figure, stop_all, wait_until,
                      write_results)
@@ -68,7 +67,7 @@ def inference_command() -> list[str]:
 
 def worker_argv(base: list[str], index: int, metrics_port: int) -> list[str]:
     argv, out, skip = list(base), [], False
-    for i, arg in enumerate(argv):
+    for arg in argv:
         if skip:
             skip = False
             continue
@@ -164,7 +163,7 @@ def main() -> int:
     torch_threads = args.torch_threads or max(1, cpus // args.max_workers)
 
     data_dir = tempfile.mkdtemp(prefix="omnimind-scaling-")
-    _, redis_proc = private_redis(OMNIMIND_DATA_DIR=data_dir)  # before any omnimind import
+    _, redis_proc = private_redis(OMNIMIND_DATA_DIR=data_dir)  # before the settings are first read
     worker_env = {"OMNIMIND_MODEL_FACTORY": MODELS[args.model], "OMP_NUM_THREADS": str(torch_threads),
                   "MKL_NUM_THREADS": str(torch_threads)}
     os.environ["OMNIMIND_MODEL_FACTORY"] = MODELS[args.model]  # the clients' settings agree (unused there)
@@ -181,7 +180,7 @@ def main() -> int:
         for n in range(1, args.max_workers + 1):
             workers.append(start_worker(base, n, worker_env))
 
-            def answers(queue=worker_direct(f"inference{n}@{host}")):
+            def answers(queue=worker_direct(f"inference{n}@{host}")):  # noqa: B008 (bound per worker, on purpose)
                 if workers[-1].poll() is not None:
                     raise SystemExit(f"worker {n} exited with {workers[-1].returncode}")
                 try:

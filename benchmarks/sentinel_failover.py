@@ -40,7 +40,7 @@ from omnimind.fence import sign_dispatch
 from omnimind.redis_client import redis_client
 from omnimind.replication import ReplicaQuorum
 from omnimind.scaling.dispatch import DispatchGuard
-from omnimind.scaling.node import NodeInfo
+from omnimind.scaling.node_info import NodeInfo
 from omnimind.scaling.registry_store.redis import RedisRegistryStore
 from tests.redis.conftest import MASTER_NAME, SentinelCluster
 

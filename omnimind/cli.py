@@ -94,6 +94,7 @@ UP_TIMEOUT_S = 120.0
 
 
 def cmd_up(args) -> int:
+    from omnimind.config import Settings, given
     from omnimind.farm import (REDIS_PROCESS, Farm, farm_environment, find_procfile, parse_procfile,
                                wait_until_answering, worker_nodenames)
 
@@ -111,21 +112,21 @@ def cmd_up(args) -> int:
     except BaseException:
         farm.stop()
         raise
+    settings = Settings.from_env(env)
     print(
-        f"omnimind up: broker {env['OMNIMIND_BROKER_URL']}"
-        + (f", redis {env['OMNIMIND_REDIS_URL']}" if env.get("OMNIMIND_REDIS_URL", env["OMNIMIND_BROKER_URL"])
-           != env["OMNIMIND_BROKER_URL"] else "")
+        f"omnimind up: broker {settings.broker_url}"
+        + (f", redis {settings.redis_url}" if settings.redis_url != settings.broker_url else "")
         + (" (embedded redis-server)" if embedded else "")
-        + f"\nomnimind up: flower http://127.0.0.1:5555 user {env['OMNIMIND_FLOWER_USER']} password "
-        + (f"in {env['OMNIMIND_FLOWER_PASSWORD_FILE']}" if not env.get("OMNIMIND_FLOWER_PASSWORD")
+        + f"\nomnimind up: flower http://127.0.0.1:5555 user {settings.flower_user or 'admin'} password "
+        + (f"in {settings.flower_password_file}" if not settings.flower_password
            else "from $OMNIMIND_FLOWER_PASSWORD")
         + "".join(
             f"\nomnimind up: metrics of {spec.name} on http://127.0.0.1:{port}/metrics"
             for spec in specs
             for port in re.findall(r"--metrics-port[= ](\d+)", spec.command)
         )
-        + f"\nomnimind up: in another shell: export OMNIMIND_BROKER_URL={env['OMNIMIND_BROKER_URL']}"
-        + (f" OMNIMIND_REDIS_URL={env['OMNIMIND_REDIS_URL']}" if env.get("OMNIMIND_REDIS_URL") else "")
+        + f"\nomnimind up: in another shell: export OMNIMIND_BROKER_URL={settings.broker_url}"
+        + (f" OMNIMIND_REDIS_URL={settings.redis_url}" if given(env, "redis_url") else "")
         + "; omnimind status",
         flush=True,
     )
@@ -153,18 +154,22 @@ def cmd_up(args) -> int:
 def cmd_redis(args) -> int:
     from omnimind.embedded_redis import redis_command
 
-    port = args.port or int(os.environ.get("OMNIMIND_REDIS_PORT", "6379"))
+    from omnimind.config import get_settings
+
+    port = args.port or get_settings().redis_port
     cmd = redis_command(port)
     os.execv(cmd[0], cmd)
 
 
 def cmd_flower(args) -> int:
+    from omnimind.config import get_settings, variable
     from omnimind.farm import flower_basic_auth
 
     env = dict(os.environ)
-    if env.get("OMNIMIND_FLOWER_PASSWORD") or env.get("OMNIMIND_FLOWER_PASSWORD_FILE") or not env.get("FLOWER_BASIC_AUTH"):
-        env["FLOWER_BASIC_AUTH"] = flower_basic_auth(env)  # the environment is private to us; argv is not
-    env.pop("OMNIMIND_FLOWER_PASSWORD", None)
+    settings = get_settings()
+    if settings.flower_password or settings.flower_password_file or not env.get("FLOWER_BASIC_AUTH"):
+        env["FLOWER_BASIC_AUTH"] = flower_basic_auth(settings)  # the environment is private to us; argv is not
+    env.pop(variable("flower_password"), None)
     os.execve(sys.executable, [sys.executable, "-m", "celery", "-A", "omnimind", "flower", *args.flower_args], env)
 
 
@@ -194,7 +199,10 @@ def cmd_stream(args) -> int:
 
 def cmd_submit(args) -> int:
     from omnimind.scaling import ClusterLoadBalancer, ServiceRegistry, WorkloadType
-    from omnimind.app import app, settings
+    from omnimind.app import app
+    from omnimind.config import get_settings
+
+    settings = get_settings()
 
     try:
         payload = {"inputs": json.loads(args.inputs)}

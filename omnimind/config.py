@@ -1,7 +1,21 @@
 """Typed settings, read once from ``OMNIMIND_*`` environment variables.
 
 Every knob of the farm lives here so that a Procfile line, a systemd unit and a
-test fixture all configure OmniMind the same way.
+test fixture all configure OmniMind the same way. This is the one module that reads
+``OMNIMIND_*`` variables (tests/unit/test_unit_config.py fails on a read elsewhere), and
+it reads them only when asked: :func:`get_settings` reads the environment on its first
+call and caches the result (:func:`reset_settings` forgets it); ``settings`` is a lazy
+stand-in for it. Each vocabulary a setting chooses from (queues, drift methods, log
+formats; the losses arrive with the learning rework) is defined here once.
+
+Why a frozen dataclass with field metadata (:func:`setting`), not pydantic-settings:
+the pure cores import this module (the learning core takes ``DRIFT_METHODS`` from it),
+so it must stay light and dependency-free (pydantic would add its import to every core);
+the rules that span fields (the result backend and the Redis follow the broker, the
+visibility timeout must exceed every hard limit, the per-queue limit pairs) are plain
+code in :meth:`Settings.from_env` and :meth:`Settings.validate`; and every error is a
+``ConfigError`` that names the variable, which the CLI prints as is. One field, one
+line: its variable, default, type and minimum.
 
 >>> s = Settings.from_env({"OMNIMIND_BROKER_URL": "redis://10.0.0.5:6379/0"})
 >>> s.broker_url, s.redis_url
@@ -40,6 +54,15 @@ DRIFT_METHODS = ("cusum", "adwin", "page_hinkley", "kswin")
 
 #: Worker log formats (``OMNIMIND_LOG_FORMAT``).
 LOG_FORMATS = ("console", "json")
+
+#: The shortest Raft shared secret a member accepts (``OMNIMIND_RAFT_SECRET``; ``omnimind up`` makes one).
+MIN_RAFT_SECRET_BYTES = 16
+
+#: Raft timings (milliseconds), the defaults of both the settings and ``RaftNode``: a tick, a
+#: leader's heartbeat period, and the least election timeout (drawn from ``[t, 2t)``).
+RAFT_TICK_MS = 10.0
+RAFT_HEARTBEAT_MS = 50.0
+RAFT_ELECTION_TIMEOUT_MS = 150.0
 
 DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/0"
 #: URL schemes of a RabbitMQ (AMQP 0-9-1) broker, as kombu names them.
@@ -159,6 +182,15 @@ class Settings:
     #: contact, and this one); ``omnimind raft add`` makes it a learner, then a voter. A restarted member
     #: takes its configuration from its log either way.
     raft_join: bool = setting("RAFT_JOIN", False)
+    #: Raft timings in milliseconds (see :data:`RAFT_TICK_MS`); every member of a group should agree.
+    raft_tick_ms: float = setting("RAFT_TICK_MS", RAFT_TICK_MS, minimum=1.0)
+    raft_heartbeat_ms: float = setting("RAFT_HEARTBEAT_MS", RAFT_HEARTBEAT_MS, minimum=1.0)
+    raft_election_timeout_ms: float = setting("RAFT_ELECTION_TIMEOUT_MS", RAFT_ELECTION_TIMEOUT_MS, minimum=1.0)
+    #: Port of the farm's own redis-server (``omnimind redis``; ``omnimind up`` picks a free one).
+    redis_port: int = setting("REDIS_PORT", 6379, minimum=1)
+    #: The Procfile's training worker's Raft port (``--raft-peers c1=127.0.0.1:$OMNIMIND_RAFT_PORT``);
+    #: 0: ``omnimind up`` picks a free one.
+    raft_port: int = setting("RAFT_PORT", 0, minimum=0)
     #: Seconds between scheduled retrains (the seed's 300 s).
     retrain_interval: float = setting("RETRAIN_INTERVAL", 300.0, minimum=0.1)
     #: Schedule entry dispatched early when a learner reports concept drift ("" turns
@@ -198,6 +230,11 @@ class Settings:
     metrics_dir: str = setting("METRICS_DIR", "")
     #: Worker log lines: "console" (human-readable) or "json" (one object per line).
     log_format: str = setting("LOG_FORMAT", "console", convert=str.lower)
+    #: Test failpoints (workers.failpoints), never set in production: "TASK_NAME@PATH" kills a
+    #: worker between a task's result and its ack; "SLOT@PATH" pauses a Raft coordinator
+    #: between a dispatch's commit and its send.
+    failpoint_kill_after_result: str = setting("FAILPOINT_KILL_AFTER_RESULT", "")
+    raft_failpoint_pause_before_send: str = setting("RAFT_FAILPOINT_PAUSE_BEFORE_SEND", "")
 
     @property
     def broker_is_amqp(self) -> bool:
@@ -259,6 +296,9 @@ class Settings:
             raise ConfigError(f"OMNIMIND_QDRANT_URL must be an http:// or https:// URL, not {self.qdrant_url!r}")
         if self.log_format not in LOG_FORMATS:
             raise ConfigError(f"OMNIMIND_LOG_FORMAT must be one of {list(LOG_FORMATS)}, not {self.log_format!r}")
+        if self.raft_heartbeat_ms < self.raft_tick_ms or self.raft_election_timeout_ms < 2 * self.raft_heartbeat_ms:
+            raise ConfigError("OMNIMIND_RAFT_ timings must satisfy tick <= heartbeat and 2 x heartbeat <= election "
+                              f"timeout, not {self.raft_tick_ms}, {self.raft_heartbeat_ms}, {self.raft_election_timeout_ms} ms")
 
 
 #: The fields read from one variable each, in declaration order (``limits`` has one pair per queue).
@@ -268,12 +308,31 @@ _FIELDS = {f.name: f for f in fields(Settings) if "env" in f.metadata}
 def _limits_from_env(get: "_Reader") -> dict[str, TimeLimit]:
     limits = {}
     for queue, default in _DEFAULT_LIMITS.items():
-        hard = get.float(f"{queue.upper()}_TIME_LIMIT", default.hard, minimum=0.001)
-        soft = get.float(f"{queue.upper()}_SOFT_TIME_LIMIT", min(default.soft, hard * 0.9), minimum=0.001)
+        hard = get.number(f"{queue.upper()}_TIME_LIMIT", default.hard, minimum=0.001)
+        soft = get.number(f"{queue.upper()}_SOFT_TIME_LIMIT", min(default.soft, hard * 0.9), minimum=0.001)
         if soft >= hard:
             raise ConfigError(f"OMNIMIND_{queue.upper()}_SOFT_TIME_LIMIT ({soft}) must be below the hard limit ({hard})")
         limits[queue] = TimeLimit(soft=soft, hard=hard)
     return limits
+
+def variable(field_name: str) -> str:
+    """The environment variable of a settings field, for a launcher that sets it for its children.
+
+    >>> variable("broker_url")
+    'OMNIMIND_BROKER_URL'
+    """
+    return f"OMNIMIND_{_FIELDS[field_name].metadata['env']}"
+
+
+def given(env: Mapping[str, str], field_name: str) -> str:
+    """What ``env`` sets a field's variable to (stripped; "" when unset): for a launcher that must
+    tell a value given from a default (``omnimind up`` starts a Redis unless a broker is given).
+
+    >>> given({"OMNIMIND_BROKER_URL": " amqp://rabbit// "}, "broker_url"), given({}, "redis_url")
+    ('amqp://rabbit//', '')
+    """
+    return env.get(variable(field_name), "").strip()
+
 
 def _scheme(url: str) -> str:
     return url.partition("://")[0].lower()
@@ -299,24 +358,21 @@ class _Reader:
         meta = f.metadata
         name, kind = meta["env"], meta["kind"]
         if kind is bool:
-            return self.bool(name, default)
+            return self.flag(name, default)
         if kind in (int, float):
             return self._number(name, default, kind, meta["minimum"])
         if f"OMNIMIND_{name}" not in self.env:
             return default
-        value = self.str(name, "")
+        value = self.text(name, "")
         return meta["convert"](value) if meta["convert"] else value
 
-    def str(self, name: str, default: str) -> str:
+    def text(self, name: str, default: str) -> str:
         return self.env.get(f"OMNIMIND_{name}", default).strip()
 
-    def int(self, name: str, default: int, minimum: int | None = None) -> int:
-        return self._number(name, default, int, minimum)
+    def number(self, name: str, default: float, minimum: float | None = None) -> float:
+        return float(self._number(name, default, float, minimum))
 
-    def float(self, name: str, default: float, minimum: float | None = None) -> float:
-        return self._number(name, default, float, minimum)
-
-    def bool(self, name: str, default: bool) -> bool:
+    def flag(self, name: str, default: bool) -> bool:
         raw = self.env.get(f"OMNIMIND_{name}")
         if raw is None or raw.strip() == "":
             return default
@@ -327,7 +383,7 @@ class _Reader:
             return False
         raise ConfigError(f"OMNIMIND_{name} must be a boolean (1/0, true/false), not {raw!r}")
 
-    def _number(self, name, default, kind, minimum):
+    def _number(self, name: str, default: Any, kind: type[int] | type[float], minimum: float | None) -> Any:
         raw = self.env.get(f"OMNIMIND_{name}")
         if raw is None or raw.strip() == "":
             return default
@@ -340,11 +396,43 @@ class _Reader:
         return value
 
 
-def __getattr__(name: str):
-    # ``from omnimind.config import settings``: the process's settings, read from the
-    # environment once, on first use (PEP 562), and the same object ever after.
-    if name == "settings":
-        global settings
-        settings = Settings.from_env()
-        return settings
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+_settings: Settings | None = None
+
+
+def get_settings() -> Settings:
+    """The process's settings: read from the environment on the first call, the same object ever after.
+
+    Nothing reads the environment at import; every module asks here, when it needs a value.
+    """
+    global _settings
+    if _settings is None:
+        _settings = Settings.from_env()
+    return _settings
+
+
+def reset_settings() -> None:
+    """Forget the cached settings, so that the next :func:`get_settings` reads the environment again (tests)."""
+    global _settings
+    _settings = None
+
+
+class LazySettings:
+    """``omnimind.config.settings``: attribute reads go to :func:`get_settings`, so that
+    ``from omnimind.config import settings`` at module level reads nothing at import (as
+    Django's ``django.conf.settings``). Pass ``get_settings()`` where a :class:`Settings` is
+    wanted (``dataclasses.replace``, ``isinstance``).
+
+    >>> settings.heartbeat_interval == get_settings().heartbeat_interval
+    True
+    """
+
+    __slots__ = ()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(get_settings(), name)
+
+    def __repr__(self) -> str:
+        return f"<lazy {get_settings()!r}>"
+
+
+settings = LazySettings()

@@ -140,7 +140,10 @@ def plot(trace: dict, title: str, out: Path) -> None:
 
 
 def main(args) -> int:
-    from omnimind.app import app, settings
+    from omnimind.app import app
+    from omnimind.config import get_settings
+
+    settings = get_settings()
 
     trace = run_demo(app, settings, args.stream, args.batches, args.batch_size, Path(args.out), args.seed)
     print(f"omnimind demo: {len(trace['drifts'])} drift(s) detected (true change after {trace['true_drift']} "

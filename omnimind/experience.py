@@ -104,7 +104,7 @@ class ExperienceStream:
             page = self.client.xrevrange(keys.EXPERIENCE, max=newest, count=min(limit - len(xs) + 16, 10_000))
             if not page:
                 break
-            for entry_id, fields in page:
+            for _entry_id, fields in page:
                 if b"drift" in fields:
                     if since_drift:
                         cut = True

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Mapping
 
-from omnimind.config import Settings, is_amqp_url
+from omnimind.config import MIN_RAFT_SECRET_BYTES, Settings, given, is_amqp_url, variable
 from omnimind.embedded_redis import free_port, wait_for_redis
 from omnimind.errors import ConfigError
 
@@ -39,7 +39,6 @@ RAFT_SECRET_FILE = "raft-secret"
 FLOWER_PASSWORD_FILE = "flower-password"
 #: Held (flock) by the running farm.
 LOCK_FILE = "up.lock"
-MIN_RAFT_SECRET_BYTES = 16  # as workers/raft_member.py requires
 
 
 @dataclass(frozen=True)
@@ -85,34 +84,34 @@ def farm_environment(env: dict[str, str]) -> tuple[dict[str, str], bool]:
     # when its virtual environment is not activated.
     bin_dir = str(Path(sys.executable).parent)
     env["PATH"] = bin_dir + os.pathsep + env.get("PATH", "")
-    broker = env.get("OMNIMIND_BROKER_URL")
+    broker = given(env, "broker_url")
     # No broker: Redis is the broker too. A RabbitMQ broker: Redis still holds OmniMind's
     # keys and the results, embedded unless OMNIMIND_REDIS_URL names one.
-    embedded = not broker or (is_amqp_url(broker) and not env.get("OMNIMIND_REDIS_URL"))
+    embedded = not broker or (is_amqp_url(broker) and not given(env, "redis_url"))
     if embedded:
         port = free_port()
         url = f"redis://127.0.0.1:{port}/0"
-        env["OMNIMIND_REDIS_PORT"] = str(port)
-        env["OMNIMIND_BROKER_URL"] = broker or url
-        env.setdefault("OMNIMIND_RESULT_BACKEND", url)
-        env.setdefault("OMNIMIND_REDIS_URL", url)
-    env.setdefault("OMNIMIND_FLOWER_USER", "admin")
-    if not env.get("OMNIMIND_FLOWER_PASSWORD") and not env.get("OMNIMIND_FLOWER_PASSWORD_FILE"):
-        # A path, not the password: only the Flower process reads it (omnimind flower).
-        path = stored_flower_password(Path(Settings.from_env(env).data_dir))
-        env["OMNIMIND_FLOWER_PASSWORD_FILE"] = str(path.resolve())
+        env[variable("redis_port")] = str(port)
+        env[variable("broker_url")] = broker or url
+        env.setdefault(variable("result_backend"), url)
+        env.setdefault(variable("redis_url"), url)
     # A local farm's /metrics answer on loopback only (workers default to every interface).
-    env.setdefault("OMNIMIND_METRICS_ADDRESS", "127.0.0.1")
-    if not env.get("OMNIMIND_RAFT_SECRET"):
-        env["OMNIMIND_RAFT_SECRET"] = stored_raft_secret(Path(Settings.from_env(env).data_dir))
-    if not env.get("OMNIMIND_RAFT_PORT"):
+    env.setdefault(variable("metrics_address"), "127.0.0.1")
+    settings = Settings.from_env(env)  # the farm's settings, checked before anything starts
+    if not settings.flower_password and not settings.flower_password_file:
+        # A path, not the password: only the Flower process reads it (omnimind flower).
+        path = stored_flower_password(Path(settings.data_dir))
+        env[variable("flower_password_file")] = str(path.resolve())
+    if not settings.raft_secret:
+        env[variable("raft_secret")] = stored_raft_secret(Path(settings.data_dir))
+    if not settings.raft_port:
         # Free, so that two farms on one machine do not collide; one member
         # keeps no peer address in its data dir, so it may change each time.
-        taken = {env.get("OMNIMIND_REDIS_PORT")}
+        taken = {given(env, "redis_port")}
         port = free_port()
         while str(port) in taken:
             port = free_port()
-        env["OMNIMIND_RAFT_PORT"] = str(port)
+        env[variable("raft_port")] = str(port)
     env.setdefault("PYTHONUNBUFFERED", "1")
     return env, embedded
 
@@ -152,20 +151,20 @@ def _stored_secret(path: Path, new: str) -> str:
     return new
 
 
-def flower_basic_auth(env: Mapping[str, str]) -> str:
+def flower_basic_auth(settings: Settings) -> str:
     """Flower's ``user:password`` from ``OMNIMIND_FLOWER_USER`` (default admin) and
     ``OMNIMIND_FLOWER_PASSWORD`` or the file ``OMNIMIND_FLOWER_PASSWORD_FILE`` names.
 
-    >>> flower_basic_auth({"OMNIMIND_FLOWER_PASSWORD": "s3cret"})
+    >>> flower_basic_auth(Settings.from_env({"OMNIMIND_FLOWER_PASSWORD": "s3cret"}))
     'admin:s3cret'
-    >>> flower_basic_auth({})
+    >>> flower_basic_auth(Settings.from_env({}))
     Traceback (most recent call last):
     ...
     omnimind.errors.ConfigError: Flower needs a password: set OMNIMIND_FLOWER_PASSWORD or OMNIMIND_FLOWER_PASSWORD_FILE (`omnimind up` makes one)
     """
-    user = env.get("OMNIMIND_FLOWER_USER", "").strip() or "admin"
-    password = env.get("OMNIMIND_FLOWER_PASSWORD", "")
-    file = env.get("OMNIMIND_FLOWER_PASSWORD_FILE", "").strip()
+    user = settings.flower_user or "admin"
+    password = settings.flower_password
+    file = settings.flower_password_file
     if not password and file:
         try:
             password = Path(file).read_text().strip()
@@ -205,7 +204,7 @@ class Farm:
         for spec in ordered:
             self._spawn(spec)
             if spec.name == REDIS_PROCESS:
-                wait_for_redis(int(self.env["OMNIMIND_REDIS_PORT"]), timeout=15)
+                wait_for_redis(Settings.from_env(self.env).redis_port, timeout=15)
 
     def _lock_data_dir(self) -> None:
         """One farm per data dir: two would share an AOF, a Raft log, a checkpoint
@@ -307,10 +306,10 @@ def wait_until_answering(env: Mapping[str, str], names: list[str], timeout: floa
 
     from omnimind.sentinel import transport_options
 
-    app = Celery("omnimind-up", broker=env["OMNIMIND_BROKER_URL"], set_as_current=False)
+    settings = Settings.from_env(env)
+    app = Celery("omnimind-up", broker=settings.broker_url, set_as_current=False)
     # A sentinel:// broker also needs the master's name.
-    app.conf.broker_transport_options = transport_options(env["OMNIMIND_BROKER_URL"],
-                                                          Settings.from_env(env).sentinel_master)
+    app.conf.broker_transport_options = transport_options(settings.broker_url, settings.sentinel_master)
     missing = set(names)
     deadline = time.monotonic() + timeout
     try:

@@ -6,7 +6,7 @@ every check passes, else 503; its JSON body gives each check and, for a failed
 one, why:
 
 * ``consumer``: the Celery consumer is running, connected to the broker and
-  consuming every capability queue of the worker (``workers.health`` follows
+  consuming every capability queue of the worker (``workers.worker_health`` follows
   the consumer blueprint: its steps stop while the consumer reconnects);
 * ``model`` (workers serving a model): every pool process serves the store's
   active version (or nothing was published yet); a process still loading, or
@@ -14,7 +14,7 @@ one, why:
 * ``raft`` (Raft members): the member runs and knows the group's leader.
 
 This module holds the pure part (the verdicts, the body, the WSGI routing);
-``workers.health`` gathers the facts in a running worker.
+``workers.worker_health`` gathers the facts in a running worker.
 
 >>> status, body = readiness([Check("consumer", True), Check("model", False, "loading")])
 >>> status, body["ready"], body["checks"]["model"]
@@ -186,10 +186,14 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m omnimind.health", description=main.__doc__)
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=int(os.environ.get("OMNIMIND_METRICS_PORT") or 0))
+    parser.add_argument("--port", type=int, default=None, help="default: $OMNIMIND_METRICS_PORT")
     parser.add_argument("--path", default="/readyz", choices=["/readyz", "/healthz"])
     parser.add_argument("--wait", type=float, default=0.0, help="keep trying for this many seconds")
     args = parser.parse_args(argv)
+    if args.port is None:
+        from omnimind.config import get_settings
+
+        args.port = get_settings().metrics_port
     if not args.port:
         parser.error("no --port and no OMNIMIND_METRICS_PORT: the worker serves no endpoints")
     host = f"[{args.host}]" if ":" in args.host else args.host

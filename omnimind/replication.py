@@ -70,7 +70,9 @@ class ReplicaQuorum:
     @classmethod
     def from_settings(cls, settings=None) -> "ReplicaQuorum":
         if settings is None:
-            from omnimind.config import settings
+            from omnimind.config import get_settings
+
+            settings = get_settings()
         return cls(settings.redis_min_replicas, settings.redis_wait_timeout)
 
     @property

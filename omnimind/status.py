@@ -17,7 +17,7 @@ from omnimind.queue_depths import BrokerQueueDepths, queue_depths
 from omnimind.redis_client import redis_client
 from omnimind.models.metadata import ServedVersion
 from omnimind.scaling.autoscale import queue_signals
-from omnimind.scaling.node import NodeInfo, NodeStatus
+from omnimind.scaling.node_info import NodeInfo, NodeStatus
 from omnimind.scaling.registry import ServiceRegistry
 
 

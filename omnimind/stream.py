@@ -311,8 +311,11 @@ def plot_trace(trace: dict, ax, title: str = "") -> None:
 def main(args) -> int:
     from matplotlib.figure import Figure
 
-    from omnimind.app import app, settings
+    from omnimind.app import app
+    from omnimind.config import get_settings
     from omnimind.redis_client import redis_client
+
+    settings = get_settings()
 
     stream = make_stream(args.stream, settings.model_input_size, args.rate, args.phase_seconds, args.seed)
     driver = StreamDriver(app, redis_client(settings.redis_url), stream, args.batch_size, args.probe_interval,

@@ -11,18 +11,17 @@ from typing import Any
 from omnimind.agents.context import CeleryAgentContext
 from omnimind.agents.registry import registry
 from omnimind.agents.runner import run_agent
-from omnimind.app import app, settings
+from omnimind.app import get_app, task
+from omnimind.config import settings
 from omnimind.errors import AgentError, InvalidInput
 from workers.context import node_id
 
-_limits = settings.limits["agents"]
 #: Seconds past an agent's limit before it is interrupted by force, so that the
 #: context's deadline-aware waits end it cleanly first.
 INTERRUPT_GRACE = 0.25
 
 
-@app.task(name="tasks.agents.run", soft_time_limit=_limits.soft, time_limit=_limits.hard,
-          throws=(InvalidInput, AgentError))
+@task(name="tasks.agents.run", throws=(InvalidInput, AgentError))
 def run(agent: Any = None, payload: Any = None) -> dict:
     """Run agent ``agent`` on ``payload`` (a JSON object).
 
@@ -35,9 +34,9 @@ def run(agent: Any = None, payload: Any = None) -> dict:
         payload = {}
     if not isinstance(payload, dict):
         raise InvalidInput("type", f"'payload' must be an object, not {type(payload).__name__}")
-    limit = spec.effective_time_limit(_limits.soft)
+    limit = spec.effective_time_limit(settings.limits["agents"].soft)
     started = time.monotonic()
-    context = CeleryAgentContext(app, spec.name, deadline=started + limit, subtask_timeout=settings.agent_subtask_timeout)
+    context = CeleryAgentContext(get_app(), spec.name, deadline=started + limit, subtask_timeout=settings.agent_subtask_timeout)
     output = run_agent(spec, payload, context, limit, grace=INTERRUPT_GRACE)
     return {"agent": spec.name, "output": output, "elapsed_s": round(time.monotonic() - started, 6),
             "subtasks": context.calls, "node_id": node_id()}

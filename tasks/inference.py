@@ -3,15 +3,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from omnimind.app import app, settings
+from omnimind.app import task
 from omnimind.errors import InvalidInput
 from workers.context import node_id
 from workers.services import serving_runtime
 
-_limits = settings.limits["inference"]
 
 
-@app.task(name="tasks.inference.predict", soft_time_limit=_limits.soft, time_limit=_limits.hard, throws=(InvalidInput,))
+@task(name="tasks.inference.predict", throws=(InvalidInput,))
 def predict(inputs: Any = None) -> dict:
     """Run the served model on one example or a batch.
 
@@ -28,14 +27,14 @@ def predict(inputs: Any = None) -> dict:
     return result
 
 
-@app.task(name="tasks.inference.noop", soft_time_limit=_limits.soft, time_limit=_limits.hard)
+@task(name="tasks.inference.noop")
 def noop() -> None:
     """Does nothing: the baseline that benchmarks measure ``predict`` against,
     and a liveness probe for the inference queue."""
     return None
 
 
-@app.task(name="tasks.inference.device_memory", soft_time_limit=_limits.soft, time_limit=_limits.hard)
+@task(name="tasks.inference.device_memory")
 def device_memory() -> dict:
     """A debug probe: the serving process's device memory now (``torch.cuda.memory_allocated``
     and ``memory_reserved`` in bytes on CUDA, ``None`` on a CPU), its RSS and the version it

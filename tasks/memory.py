@@ -8,16 +8,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from omnimind.app import app, settings
+from omnimind.app import task
+from omnimind.config import settings
 from omnimind.errors import InvalidInput
 from omnimind.memory import get_memory
 from workers.context import node_id
 
-_limits = settings.limits["memory"]
-_options = dict(soft_time_limit=_limits.soft, time_limit=_limits.hard, throws=(InvalidInput,))
+_options = dict(throws=(InvalidInput,))
 
 
-@app.task(name="tasks.memory.create_collection", **_options)
+@task(name="tasks.memory.create_collection", **_options)
 def create_collection(name: Any = None, dim: Any = None, distance: Any = "cosine") -> dict:
     """Create a collection (idempotent for the same ``dim`` and ``distance``).
 
@@ -32,7 +32,7 @@ def create_collection(name: Any = None, dim: Any = None, distance: Any = "cosine
             "node_id": node_id()}
 
 
-@app.task(name="tasks.memory.upsert", **_options)
+@task(name="tasks.memory.upsert", **_options)
 def upsert(collection: Any = None, id: Any = None, vector: Any = None, payload: Any = None,
            ids: Any = None, vectors: Any = None, payloads: Any = None) -> dict:
     """Insert or replace one point (``id``, ``vector``, ``payload``) or a batch
@@ -51,7 +51,7 @@ def upsert(collection: Any = None, id: Any = None, vector: Any = None, payload: 
     return {"collection": collection, "upserted": count, "node_id": node_id()}
 
 
-@app.task(name="tasks.memory.search", **_options)
+@task(name="tasks.memory.search", **_options)
 def search(collection: Any = None, vector: Any = None, k: Any = 10, filter: Any = None) -> dict:
     """The ``k`` nearest points, nearest first: ``{"collection", "hits": [{"id",
     "score", "payload"}], "distance", "node_id"}`` (``score``: similarity for
@@ -62,7 +62,7 @@ def search(collection: Any = None, vector: Any = None, k: Any = 10, filter: Any 
             "distance": memory.info(collection).distance, "node_id": node_id()}
 
 
-@app.task(name="tasks.memory.delete", **_options)
+@task(name="tasks.memory.delete", **_options)
 def delete(collection: Any = None, ids: Any = None) -> dict:
     """Delete points by id; unknown ids are ignored. Returns ``{"collection", "deleted", "node_id"}``
     (``deleted``: how many ids were asked)."""
@@ -70,7 +70,7 @@ def delete(collection: Any = None, ids: Any = None) -> dict:
     return {"collection": collection, "deleted": count, "node_id": node_id()}
 
 
-@app.task(name="tasks.memory.count", **_options)
+@task(name="tasks.memory.count", **_options)
 def count(collection: Any = None) -> dict:
     """Number of points in a collection: ``{"collection", "count", "node_id"}``."""
     return {"collection": collection, "count": get_memory(settings).count(collection), "node_id": node_id()}

@@ -7,7 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from omnimind.app import app, settings
+from omnimind.app import task
+from omnimind.config import settings
 from omnimind.errors import InvalidInput
 from omnimind.learning import InvalidFeedback
 from omnimind.redis_client import redis_client
@@ -18,7 +19,6 @@ from workers.context import node_id
 from workers.services import current_learner, learner as online_learner, serving_runtime
 from workers import retraining
 
-_limits = settings.limits["training"]
 logger = logging.getLogger(__name__)
 
 # The learning core's reasons, in the farm's fixed vocabulary of InvalidInput reasons.
@@ -40,8 +40,7 @@ def validate_feedback(inputs: Any, targets: Any, example_shape) -> tuple[np.ndar
     return batch, y
 
 
-@app.task(bind=True, name="tasks.training.learn", soft_time_limit=_limits.soft, time_limit=_limits.hard,
-          throws=(InvalidInput,))
+@task(bind=True, name="tasks.training.learn", throws=(InvalidInput,))
 def learn(self, inputs: Any = None, targets: Any = None) -> dict:
     """Learn from feedback: the worker's online learner predicts, checks for
     drift, replays and updates (32 new + 16 replayed per step); every accepted
@@ -61,7 +60,7 @@ def learn(self, inputs: Any = None, targets: Any = None) -> dict:
     return {"model_version": version, **outcome, "node_id": node_id()}
 
 
-@app.task(bind=True, name="tasks.training.retrain", soft_time_limit=_limits.soft, time_limit=_limits.hard)
+@task(bind=True, name="tasks.training.retrain")
 def retrain(self, window: int | None = None) -> dict:
     """Shadow-train on the experience window (never past the newest drift),
     validate against the served model, and publish the shadow only if

@@ -1,8 +1,8 @@
 """Fixtures: a real redis-server on a free loopback port, and real worker processes.
 
-The environment is set here, at import, because ``omnimind.app`` reads its
-settings once when first imported, and pytest imports this file before any test
-module or doctest.
+The environment is set here, at import: the settings are read once, on first use
+(``omnimind.config.get_settings``), and the app is built from them on first use, so
+setting it before any test module or doctest runs gives every test the same farm.
 """
 from __future__ import annotations
 
@@ -16,6 +16,9 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import free_port, wait_until
+
+#: Skip reasons tagged with their suite, and the failure of a required suite's skip (tests/suites.py).
+pytest_plugins = ["tests.suites"]
 
 
 # Idempotent: this module may be imported twice (as conftest and as tests.conftest).
@@ -131,7 +134,7 @@ class Worker:
 def start_worker(redis_client, tmp_path):
     """Start workers; each is registered (heartbeating in Redis) when returned."""
     from omnimind.scaling.registry import ServiceRegistry
-    from omnimind.app import settings
+    from omnimind.config import settings
 
     started: list[Worker] = []
     registry = ServiceRegistry.from_settings(settings, client=redis_client)
@@ -194,7 +197,7 @@ CLIENT_SETTINGS = (
 
 def client_app(broker_url: str):
     """A client-only Celery app configured like ``omnimind.app`` but on ``broker_url``
-    (``omnimind.app`` read this process's environment at import: the test Redis),
+    (``omnimind.app`` is built from this process's settings: the test Redis),
     with the queues declared as a farm on that broker declares them. Close it after use."""
     from celery import Celery
 
@@ -232,7 +235,9 @@ def rabbitmq_url():
     try:
         socket.create_connection((RABBITMQ_HOST, RABBITMQ_PORT), timeout=2).close()
     except OSError as exc:
-        pytest.skip(f"no RabbitMQ answers on {RABBITMQ_HOST}:{RABBITMQ_PORT} ({exc}); .ci/run installs and starts one")
+        from tests.suites import skip_suite
+
+        skip_suite("rabbitmq", f"no RabbitMQ answers on {RABBITMQ_HOST}:{RABBITMQ_PORT} ({exc}); .ci/run installs and starts one")
     vhost = f"omnimind-test-{secrets.token_hex(4)}"
     rabbitmqctl("add_vhost", vhost)
     try:

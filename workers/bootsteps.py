@@ -12,11 +12,11 @@ from celery.signals import worker_process_init
 from celery.worker import state as worker_state
 
 from omnimind import keys
-from omnimind.config import settings
+from omnimind.config import get_settings
 from omnimind.observability import metrics
 from omnimind.scaling.autoscale import queue_signals, worker_queue_load
 from omnimind.scaling.hardware import detect_hardware
-from omnimind.scaling.node import NodeInfo
+from omnimind.scaling.node_info import NodeInfo
 from omnimind.scaling.registry import ServiceRegistry
 from omnimind.redis_client import redis_client
 from omnimind.queue_depths import BrokerQueueDepths
@@ -34,6 +34,7 @@ CLUSTER_GAUGES_EVERY = 5
 def _local_ip() -> str:
     """The address the registry advertises: OMNIMIND_METRICS_ADDRESS when it names one
     interface (a host with several, or a network namespace), else the hostname's."""
+    settings = get_settings()
     if settings.metrics_address not in ("", "0.0.0.0", "::"):
         return settings.metrics_address
     try:
@@ -49,6 +50,7 @@ class RegistryStep(bootsteps.StartStopStep):
     label = "OmniMind registry"
 
     def __init__(self, worker, metrics_port=None, **kwargs):
+        settings = get_settings()
         super().__init__(worker, **kwargs)
         # Advertised as the node's port: where Prometheus scrapes it.
         self.metrics_port = settings.metrics_port if metrics_port is None else metrics_port
@@ -65,6 +67,7 @@ class RegistryStep(bootsteps.StartStopStep):
         self._thread: threading.Thread | None = None
 
     def start(self, worker):
+        settings = get_settings()
         self.registry = ServiceRegistry.from_settings(settings, client=redis_client(settings.redis_url))
         # The broker's queue depths: its Redis lists, or RabbitMQ's passive declares.
         self.broker_queues = BrokerQueueDepths(settings.broker_url)
@@ -76,6 +79,7 @@ class RegistryStep(bootsteps.StartStopStep):
         self._thread.start()
 
     def stop(self, worker):
+        settings = get_settings()
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=settings.heartbeat_interval + 1)
@@ -107,6 +111,7 @@ class RegistryStep(bootsteps.StartStopStep):
         logger.info("Registered %s with capabilities %s", ctx.node_id, ctx.capabilities)
 
     def _heartbeat_loop(self) -> None:
+        settings = get_settings()
         beats = 0
         registered = True
         while not self._stop.wait(settings.heartbeat_interval):

@@ -11,8 +11,7 @@ and every restart that share PATH), writes ``{"task_id", "task", "pid"}`` to
 it, fsyncs it, and SIGKILLs its own process. The client already has the result;
 the broker message is still unacknowledged, so it is redelivered after the
 visibility timeout and the task runs a second time (at-least-once delivery).
-A malformed value fails the import of ``workers.signals``, hence the worker's
-start, with a ``ConfigError`` that names the variable.
+A malformed value fails the worker's start (``workers.signals.connect_worker_signals``), with a ``ConfigError`` that names the variable.
 
 Why ``task_success`` is the place (celery 5.7, ``task_acks_late=True`` in
 ``omnimind/app.py``): in ``celery/app/trace.py`` ``build_tracer.trace_task``
@@ -94,14 +93,14 @@ def parse_kill_after_result(spec: str) -> KillAfterResult | None:
 _armed: KillAfterResult | None = None
 
 
-def connect(environ=None) -> KillAfterResult | None:
-    """Arm the failpoints set in ``environ`` (default: ``os.environ``); idempotent.
+def connect(kill_after_result: str = "") -> KillAfterResult | None:
+    """Arm the kill-after-result failpoint ``"TASK_NAME@PATH"`` (settings
+    ``failpoint_kill_after_result``), or disarm it (empty); idempotent.
 
     Raises ``ConfigError`` for a malformed value, or for a marker whose directory
     does not exist (the failpoint could never fire)."""
     global _armed
-    environ = os.environ if environ is None else environ
-    armed = parse_kill_after_result(environ.get(KILL_AFTER_RESULT_ENV, ""))
+    armed = parse_kill_after_result(kill_after_result)
     if armed is not None and not armed.marker.parent.is_dir():
         raise ConfigError(f"{KILL_AFTER_RESULT_ENV}: directory {str(armed.marker.parent)!r} of the marker does not exist")
     signals.task_success.disconnect(dispatch_uid=_DISPATCH_UID)
@@ -173,6 +172,3 @@ def pause_once(marker: Path, record: dict, entry_name: str, slot: int) -> None:
     # whole process stops with it); a process-directed kill() wakes the main
     # thread to begin the stop and lets this one run on for a moment.
     signal.pthread_kill(threading.get_ident(), signal.SIGSTOP)  # SIGCONT resumes right here
-
-
-connect()

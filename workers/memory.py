@@ -24,7 +24,7 @@ import socket
 
 from celery import bootsteps
 
-from omnimind.config import settings
+from omnimind.config import get_settings
 from workers.services import consumed_queues, is_prefork
 
 logger = logging.getLogger(__name__)
@@ -75,6 +75,7 @@ class MemoryLockStep(bootsteps.StartStopStep):
     label = "OmniMind memory lock"
 
     def __init__(self, worker, **kwargs):
+        settings = get_settings()
         super().__init__(worker, **kwargs)
         self.fd: int | None = None
         queues = set(consumed_queues(worker))

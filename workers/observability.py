@@ -12,18 +12,18 @@ import logging
 from celery import bootsteps
 from celery.signals import worker_process_shutdown
 
-from omnimind.config import settings
+from omnimind.config import Settings, get_settings
 from omnimind.errors import InvalidInput
 from omnimind.observability import logging as log_format
 from omnimind.health import health_app
 from omnimind.observability import metrics, multiprocess
-from workers import context, health
+from workers import context, worker_health
 from workers.services import consumed_queues
 
 logger = logging.getLogger(__name__)
 
 class MetricsServerStep(bootsteps.StartStopStep):
-    """Serves ``/metrics``, ``/healthz`` and ``/readyz`` (``workers.health``) on ``--metrics-port`` (or ``OMNIMIND_METRICS_PORT``), bound to
+    """Serves ``/metrics``, ``/healthz`` and ``/readyz`` (``workers.worker_health``) on ``--metrics-port`` (or ``OMNIMIND_METRICS_PORT``), bound to
     ``OMNIMIND_METRICS_ADDRESS`` (default 0.0.0.0, every interface).
 
     When serving, the worker's metrics run in prometheus-client multiprocess
@@ -37,6 +37,7 @@ class MetricsServerStep(bootsteps.StartStopStep):
     label = "OmniMind metrics"
 
     def __init__(self, worker, metrics_port=None, raft_id=None, **kwargs):
+        settings = get_settings()
         super().__init__(worker, **kwargs)
         self.port = settings.metrics_port if metrics_port is None else metrics_port
         self.address = settings.metrics_address  # OMNIMIND_METRICS_ADDRESS, every interface by default
@@ -69,10 +70,10 @@ class MetricsServerStep(bootsteps.StartStopStep):
         path, raft_member = self.path, self.raft_member
 
         def ready():
-            return health.readiness(queues, serves_model, raft_member, path)
+            return worker_health.readiness(queues, serves_model, raft_member, path)
 
         app = health_app(make_wsgi_app(multiprocess.registry(self.path)), ready)
-        self._server = health.serve(self.address, self.port, app)
+        self._server = worker_health.serve(self.address, self.port, app)
         logger.info("Serving Prometheus metrics, /healthz and /readyz on %s:%d (multiprocess files in %s)",
                     self.address, self.port, self.path)
 
@@ -155,4 +156,6 @@ def _on_process_shutdown(pid=None, **_):
         multiprocess.process_exited(pid)
 
 
-log_format.connect(settings.log_format)
+def connect_worker_signals(settings: Settings) -> None:
+    """What a worker connects as it loads its task modules (``omnimind.app``): its log format."""
+    log_format.connect(settings.log_format)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from celery import bootsteps
 
-from omnimind.config import settings
+from omnimind.config import get_settings
 from omnimind.scaling.raft import RaftConfigError
 from workers import services
 from workers.raft_member import CoordinatorMember, MemberConfig
@@ -28,6 +28,7 @@ class RaftStep(bootsteps.StartStopStep):
     label = "OmniMind raft"
 
     def __init__(self, worker, raft_id=None, raft_peers=None, raft_data_dir=None, **kwargs):
+        settings = get_settings()
         super().__init__(worker, **kwargs)
         member_id = raft_id or settings.raft_id
         self.member: CoordinatorMember | None = None

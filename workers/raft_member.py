@@ -10,18 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from omnimind import keys
-from omnimind.config import settings
+from omnimind.config import MIN_RAFT_SECRET_BYTES, get_settings
 from omnimind.fence import Fence, fence_at
 from omnimind.redis_client import redis_client
 from omnimind.scaling.coordinator import ScheduleStateMachine
 from omnimind.scaling.raft import FileStorage, RaftConfigError, RaftNode, TcpTransport, parse_peer_addresses
+from omnimind.scaling.raft.transport import check_peers
 from omnimind.scaling.replicator import StateReplicator, wrap
 from workers import failpoints
 from workers.raft_membership import serve_membership_requests
@@ -32,7 +32,6 @@ logger = logging.getLogger(__name__)
 
 #: Longest a starting member waits for a peer's frame to check the shared secret.
 SECRET_CHECK_S = 3.0
-MIN_SECRET_BYTES = 16
 
 
 @dataclass(frozen=True)
@@ -46,17 +45,12 @@ class MemberConfig:
     @classmethod
     def build(cls, member_id: str, peers_spec: str, data_dir: str, secret: str, join: bool = False) -> "MemberConfig":
         """Validate everything up front: a member with a bad configuration must not start."""
+        settings = get_settings()
         peers = parse_peer_addresses(peers_spec)
-        if not peers:
-            raise RaftConfigError("--raft-peers (OMNIMIND_RAFT_PEERS) is empty: list every member as id=host:port")
-        if member_id not in peers:
-            raise RaftConfigError(f"own id {member_id!r} is missing from the peer list {sorted(peers)}")
-        addresses = list(peers.values())
-        if len(set(addresses)) != len(addresses):
-            raise RaftConfigError(f"two members share an address in {peers_spec!r}")
-        if len(secret.encode()) < MIN_SECRET_BYTES:
+        check_peers(member_id, peers)
+        if len(secret.encode()) < MIN_RAFT_SECRET_BYTES:
             raise RaftConfigError(
-                f"OMNIMIND_RAFT_SECRET must be set to a shared secret of at least {MIN_SECRET_BYTES} bytes"
+                f"OMNIMIND_RAFT_SECRET must be set to a shared secret of at least {MIN_RAFT_SECRET_BYTES} bytes"
             )
         path = Path(data_dir) if data_dir else Path(settings.data_dir) / "raft" / member_id
         return cls(member_id, peers, path, secret, join)
@@ -66,11 +60,12 @@ class CoordinatorMember:
     """Runs one Raft member and, while it leads, the periodic schedule."""
 
     def __init__(self, config: MemberConfig, app) -> None:
+        settings = get_settings()
         self.config = config
         self.app = app
         self.schedule_state = ScheduleStateMachine()
         self.replicator = StateReplicator({"schedule": self.schedule_state})
-        self.pause_before_send = failpoints.parse_pause_failpoint(os.environ.get(failpoints.PAUSE_BEFORE_SEND_ENV, ""))
+        self.pause_before_send = failpoints.parse_pause_failpoint(settings.raft_failpoint_pause_before_send)
         self.redis = redis_client(settings.redis_url)
         self.loop = asyncio.new_event_loop()
         self._ready = threading.Event()
@@ -119,12 +114,15 @@ class CoordinatorMember:
         self.redis.delete(keys.raft_member(self.config.member_id))
 
     def _run_loop(self) -> None:
+        settings = get_settings()
         asyncio.set_event_loop(self.loop)
         try:
             transport = TcpTransport(self.config.member_id, self.config.peers, self.config.secret)
             self.node = RaftNode(
                 self.config.member_id, list(self.config.peers), transport=transport,
                 storage=self.storage, state_machine=self.replicator, join=self.config.join,
+                tick_interval=settings.raft_tick_ms, heartbeat_interval=settings.raft_heartbeat_ms,
+                min_election_timeout=settings.raft_election_timeout_ms,
             )
             self.node.add_leadership_listener(self._on_leadership)
             self.loop.run_until_complete(self.node.start())

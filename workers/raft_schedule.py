@@ -14,7 +14,7 @@ import os
 import threading
 
 from omnimind import keys
-from omnimind.config import settings
+from omnimind.config import get_settings
 from omnimind.fence import newest_fence_term
 from omnimind.scaling.coordinator import FencedScheduler, NotCoordinator, ScheduleStateMachine
 from omnimind.scaling.raft import ProposalDropped, RaftNode
@@ -122,6 +122,7 @@ class ScheduleLoop:
 
     def _answer_drift(self, scheduler: FencedScheduler) -> None:
         """A learner's drift event turns into an early retrain (at most one per gap)."""
+        settings = get_settings()
         entry = settings.drift_retrain_entry
         if not entry:
             return

@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 import threading
 
-from omnimind.config import settings
+from omnimind.config import get_settings
 from omnimind.deadlines import DeadlineWatchdog, shared_watchdog
 from workers import context
 
@@ -68,6 +68,7 @@ def serving_runtime():
     """This process's runtime, on the active version before it serves its first
     request, with a follower thread keeping it there."""
     global _follower
+    settings = get_settings()
     from omnimind.models.runtime import get_runtime  # torch: see the module docstring
 
     runtime = get_runtime(settings)
@@ -81,6 +82,7 @@ def serving_runtime():
 
 
 def _start_follower(runtime):
+    settings = get_settings()
     from omnimind.models.store import ModelStore
     from omnimind.redis_client import redis_client
     from workers.model_sync import ModelFollower
@@ -110,6 +112,7 @@ def _tell_learner(version: int, state_dict: dict) -> None:
 def learner():
     """This training worker's online learner, built (resuming from its checkpoint) on first use."""
     global _learner
+    settings = get_settings()
     runtime = serving_runtime()
     with _lock:
         if _learner is None:

@@ -16,10 +16,10 @@ import time
 
 from celery import signals
 
-from omnimind.config import settings
+from omnimind.config import Settings
 from omnimind.errors import InvalidInput
 from omnimind.observability import metrics
-from workers import context
+from workers import context, failpoints
 
 _started: dict[str, float] = {}
 
@@ -107,5 +107,8 @@ def connect(metrics_enabled: bool = True) -> None:
         signal.connect(receiver, weak=False, dispatch_uid=f"omnimind.metrics.{receiver.__name__}")
 
 
-connect(settings.metrics_enabled)
-from workers import failpoints  # noqa: E402,F401  (test failpoints: connected only when OMNIMIND_FAILPOINT_* is set)
+def connect_worker_signals(settings: Settings) -> None:
+    """What a worker connects as it loads its task modules (``omnimind.app``): the metric
+    recorders (or only the timer), and the test failpoints (armed only when their setting is set)."""
+    connect(settings.metrics_enabled)
+    failpoints.connect(settings.failpoint_kill_after_result)

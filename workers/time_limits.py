@@ -20,7 +20,7 @@ many, a required one missing) raises ``InvalidInput("arguments", ...)`` before
 the body runs, so it is counted as bad input like any other
 (``omnimind_bad_inputs_total``), not a bare ``TypeError``.
 
->>> from omnimind.app import settings
+>>> from omnimind.config import settings
 >>> from tasks.inference import predict
 >>> isinstance(predict, TimeLimitedTask)
 True

@@ -157,7 +157,7 @@ class VectorMemory(ABC):
             raise InvalidInput("unknown_collection", f"no collection named {name!r}; create it first")
         return info
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 (a no-op unless the backend holds something)
         """Release files and connections."""
 
     # -- what an implementation provides ------------------------------------

@@ -14,7 +14,7 @@ as ``omnimind_queue_backlog`` / ``omnimind_queue_utilisation`` /
 ``omnimind_queue_capacity`` (label ``queue``), ``omnimind status --json`` as
 ``scaling``. KEDA scales on the backlog (``ops/deploy/k8s/keda-scaledobject.yaml``).
 
->>> from omnimind.scaling.node import NodeInfo
+>>> from omnimind.scaling.node_info import NodeInfo
 >>> a = NodeInfo("a@h", "10.0.0.1", 9101, ["inference"], concurrency=2,
 ...              queue_load={"inference": {"reserved": 3, "active": 2}})
 >>> signal = queue_signals({"inference": 5, "training": 0}, [a])["inference"]
@@ -26,7 +26,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Iterable, Mapping
 
-from omnimind.scaling.node import NodeInfo, NodeStatus
+from omnimind.scaling.node_info import NodeInfo, NodeStatus
 
 __all__ = ["QueueSignal", "queue_signals", "worker_queue_load"]
 
@@ -63,7 +63,7 @@ def queue_signals(depths: Mapping[str, int], nodes: Iterable[NodeInfo]) -> dict[
     """Per queue of ``depths``: the broker's depth plus what live (not UNREACHABLE) nodes
     consuming it hold and how many slots they have.
 
-    >>> from omnimind.scaling.node import NodeInfo, NodeStatus
+    >>> from omnimind.scaling.node_info import NodeInfo, NodeStatus
     >>> gone = NodeInfo("b@h", "10.0.0.2", 0, ["inference"], status=NodeStatus.UNREACHABLE, concurrency=8,
     ...                 queue_load={"inference": {"reserved": 1, "active": 8}})
     >>> queue_signals({"inference": 2}, [gone])["inference"].as_dict()

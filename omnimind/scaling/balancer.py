@@ -29,7 +29,7 @@ from enum import Enum
 from typing import Any, Dict, List, Optional
 
 from omnimind.errors import NoNodeAvailable
-from omnimind.scaling.node import NodeInfo, NodeStatus
+from omnimind.scaling.node_info import NodeInfo, NodeStatus
 from omnimind.scaling.registry import ServiceRegistry
 
 

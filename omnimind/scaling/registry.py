@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Dict, List
 
-from omnimind.scaling.node import NodeInfo, NodeStatus, judge_status
+from omnimind.scaling.node_info import NodeInfo, NodeStatus, judge_status
 from omnimind.scaling.registry_store import MemoryRegistryStore, RedisRegistryStore, RegistryStore
 
 logger = logging.getLogger(__name__)

@@ -5,7 +5,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from omnimind.app import settings
+from omnimind.config import get_settings
 from omnimind.errors import InvalidInput
 from omnimind.models.factory import build_model
 from omnimind.models.store import ModelStore
@@ -24,7 +24,7 @@ def send(app, inputs):
 
 def marker_weights(marker: float) -> dict:
     """Weights of the paced model whose output on any input is ``marker``."""
-    state = {k: v.clone() for k, v in build_model(replace(settings, model_factory=PACED)).state_dict().items()}
+    state = {k: v.clone() for k, v in build_model(replace(get_settings(), model_factory=PACED)).state_dict().items()}
     last = sorted(k for k in state if k.endswith(".weight"))[-1]
     state[last].zero_()
     state[last.replace("weight", "bias")].fill_(marker)

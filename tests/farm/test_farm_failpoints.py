@@ -69,7 +69,7 @@ def test_failpoint_fires_once_and_only_for_its_task(tmp_path, monkeypatch):
     killed = []
     monkeypatch.setattr(failpoints.os, "kill", lambda pid, sig: killed.append((pid, sig)))
     try:
-        assert failpoints.connect({failpoints.KILL_AFTER_RESULT_ENV: f"{TASK}@{marker}"}) == (TASK, marker)
+        assert failpoints.connect(f"{TASK}@{marker}") == (TASK, marker)
         task = types.SimpleNamespace(name=TASK, request=types.SimpleNamespace(id="t-1"))
         failpoints._kill_after_result(sender=task)
         assert killed == [] and marker.read_text() == "{}"
@@ -80,5 +80,5 @@ def test_failpoint_fires_once_and_only_for_its_task(tmp_path, monkeypatch):
         assert killed == [(failpoints.os.getpid(), signal.SIGKILL)]
         assert json.loads(marker.read_text())["task_id"] == "t-1"
     finally:
-        failpoints.connect({})
+        failpoints.connect("")
     assert failpoints._armed is None

@@ -85,7 +85,7 @@ def test_served_model_follows_an_abrupt_change(farm, celery_app, redis_client):
     assert mse(pred, concept(probe, True)) < mse(pred, concept(probe, False))
 
     # Every publication after the change fits the new concept better than the old one.
-    from omnimind.app import settings
+    from omnimind.config import settings
     from omnimind.models.factory import build_model
     from omnimind.models.store import ModelStore
     from omnimind.models.serialization import load_into

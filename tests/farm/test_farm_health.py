@@ -31,7 +31,7 @@ def readyz_is(port: int, code: int):
 
 @pytest.mark.parametrize("pool", ["threads", "prefork"])  # prefork: the model is loaded in each pool child
 def test_healthz_at_once_readyz_follows_model_and_consumer(start_worker, redis_client, redis_server, pool):
-    from omnimind.app import settings
+    from omnimind.config import settings
 
     # The active version v1 is damaged before the worker starts: it refuses it and serves v0,
     # which is not the active version, so it is alive but not ready.

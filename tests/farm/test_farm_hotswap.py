@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from omnimind import keys
-from omnimind.app import settings
+from omnimind.config import settings
 from omnimind.models.errors import StaleFence
 from omnimind.models.factory import build_model
 from omnimind.models.store import ModelStore
@@ -191,7 +191,7 @@ def learn_stream(app, rng, batches, garbage=False):
 
 def test_validation_gate_rejects_garbage_and_publishes_real(start_worker, celery_app, redis_client, tmp_path):
     start_worker("gate", queues="training", pool="solo", concurrency=1, OMNIMIND_DATA_DIR=tmp_path)
-    inference = start_worker("gate-inf")
+    start_worker("gate-inf")
     rng = np.random.default_rng(0)
     # Mostly garbage, then real data: the shadow learns garbage, the newest (real) slice judges it.
     learn_stream(celery_app, rng, 16, garbage=True)

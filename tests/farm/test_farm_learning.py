@@ -40,7 +40,7 @@ def test_learner_loss_goes_down_and_drift_is_reported(start_worker, celery_app, 
     summary = status(redis_client, worker)
     assert summary["samples"] == 60 * 32 and summary["batches"] == 60
     assert summary["prequential"]["0"]["count"] > 0
-    from omnimind.app import settings
+    from omnimind.config import settings
     from omnimind.status import read_status, render
 
     screen = render(read_status(settings))
@@ -66,7 +66,7 @@ def test_killed_training_worker_resumes_from_checkpoint(start_worker, celery_app
     worker.kill()
     # While it is down, a new version becomes active: the learner resumes its state
     # (samples, replay, detector) but learns on from the active weights.
-    from omnimind.app import settings
+    from omnimind.config import settings
     from omnimind.models.factory import build_model
     from omnimind.models.store import ModelStore
 

@@ -47,7 +47,7 @@ def test_leader_sigkill_failover_keeps_every_slot_once(raft_farm, redis_client):
     before = len(accepted_slots(redis_client))
     wait_until(lambda: len(accepted_slots(redis_client)) >= before + 3, timeout=30, message="dispatches resume")
     assert_consecutive(accepted_slots(redis_client))
-    from omnimind.app import settings
+    from omnimind.config import settings
     from omnimind.status import read_status, render
 
     # Leadership may move again between the two survivors on a loaded machine: the

@@ -44,7 +44,7 @@ def test_the_readme_says_what_a_gpu_requirement_does_on_a_cpu_farm(start_worker)
     # "With requirements={"needs_gpu": True, ...} on a farm without a GPU node, submit raises NoNodeAvailable."
     import asyncio
 
-    from omnimind.app import settings
+    from omnimind.config import settings
     from omnimind.scaling import ClusterLoadBalancer, ServiceRegistry, WorkloadType
 
     start_worker("readme-cpu", queues="inference")

@@ -5,7 +5,7 @@ import signal
 
 import pytest
 
-from omnimind.app import settings
+from omnimind.config import settings
 from omnimind.scaling import NodeStatus, ServiceRegistry
 from tests.helpers import wait_until
 

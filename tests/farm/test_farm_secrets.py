@@ -11,6 +11,7 @@ import psutil
 import pytest
 
 from omnimind.errors import ConfigError
+from omnimind.config import Settings
 from omnimind.farm import FLOWER_PASSWORD_FILE, Farm, farm_environment, find_procfile, flower_basic_auth, parse_procfile
 from tests.helpers import free_port, http_status, metric_value, wait_until
 
@@ -58,16 +59,16 @@ def test_flower_password_stays_out_of_argv(tmp_path, redis_server):
 def test_user_password_wins_and_none_refuses(tmp_path):
     env = farm_environment(user_env(OMNIMIND_DATA_DIR=str(tmp_path), OMNIMIND_FLOWER_PASSWORD="mine-1234"))[0]
     assert "OMNIMIND_FLOWER_PASSWORD_FILE" not in env and not (tmp_path / FLOWER_PASSWORD_FILE).exists()
-    assert flower_basic_auth(env) == "admin:mine-1234"
+    assert flower_basic_auth(Settings.from_env(env)) == "admin:mine-1234"
     with pytest.raises(ConfigError, match="needs a password"):
-        flower_basic_auth({"OMNIMIND_FLOWER_USER": "ops"})
+        flower_basic_auth(Settings.from_env({"OMNIMIND_FLOWER_USER": "ops"}))
     with pytest.raises(ConfigError, match="cannot read"):
-        flower_basic_auth({"OMNIMIND_FLOWER_PASSWORD_FILE": str(tmp_path / "nope")})
+        flower_basic_auth(Settings.from_env({"OMNIMIND_FLOWER_PASSWORD_FILE": str(tmp_path / "nope")}))
     with pytest.raises(ConfigError, match="may not contain"):
-        flower_basic_auth({"OMNIMIND_FLOWER_PASSWORD": "a,b"})
+        flower_basic_auth(Settings.from_env({"OMNIMIND_FLOWER_PASSWORD": "a,b"}))
     (tmp_path / "empty").write_text("\n")
     with pytest.raises(ConfigError, match="needs a password"):
-        flower_basic_auth({"OMNIMIND_FLOWER_PASSWORD_FILE": str(tmp_path / "empty")})
+        flower_basic_auth(Settings.from_env({"OMNIMIND_FLOWER_PASSWORD_FILE": str(tmp_path / "empty")}))
 
 
 def test_metrics_bind_the_configured_address(start_worker):

@@ -25,7 +25,7 @@ def status_screen() -> str:
 
 
 def test_status_shows_mixed_versions(start_worker, redis_client):
-    from omnimind.app import settings
+    from omnimind.config import settings
 
     a, b = start_worker("serve-a"), start_worker("serve-b")
     store = ModelStore(redis_client)

@@ -2,7 +2,6 @@
 import json
 
 import pytest
-import redis
 from celery.exceptions import TimeoutError as CeleryTimeout
 from kombu import Connection, Exchange, Producer
 
@@ -91,7 +90,7 @@ def test_routing_by_capability_and_direct_queue(start_worker, celery_app, redis_
     assert served_by <= {inf_a.hostname, inf_b.hostname}
     assert "Task tasks.inference.predict[" not in memory.output()
 
-    from omnimind.app import settings
+    from omnimind.config import settings
 
     registry = ServiceRegistry.from_settings(settings, client=redis_client)
     balancer = ClusterLoadBalancer(registry, app=celery_app)

@@ -199,7 +199,7 @@ def learn_batch(up, rng, n=32):
 
 
 def test_restarted_farm_keeps_versions_experience_and_fences(tmp_path, omnimind_up):
-    from omnimind.app import settings
+    from omnimind.config import settings
     from omnimind.models.factory import build_model
     from omnimind.models.store import ModelStore
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytest
 
 from tests.multihost.netns import unavailable
+from tests.suites import skip_suite
 
 
 def pytest_collection_modifyitems(config, items):
@@ -17,7 +18,7 @@ def network():
     """An empty :class:`~tests.multihost.netns.Network`; removed afterwards, also on failure."""
     reason = unavailable()
     if reason:
-        pytest.skip(reason)
+        skip_suite("multihost", reason)
     from tests.multihost.netns import Network
 
     net = Network()
@@ -33,7 +34,7 @@ def farm(tmp_path):
     """A :class:`~tests.multihost.farm.Farm`, not started; stopped and removed afterwards."""
     reason = unavailable()
     if reason:
-        pytest.skip(reason)
+        skip_suite("multihost", reason)
     from tests.multihost.farm import Farm
 
     built = Farm(tmp_path)

@@ -154,7 +154,7 @@ class Farm:
     def wait_registered(self, names, timeout: float = 120.0) -> None:
         """Until every worker in ``names`` is in the registry, at its own address, and answers a ping."""
         from omnimind.scaling.registry import ServiceRegistry
-        from omnimind.app import settings
+        from omnimind.config import settings
 
         registry = ServiceRegistry.from_settings(settings, client=self.redis())
         app = self.celery()

@@ -13,7 +13,6 @@ import subprocess
 import threading
 import time
 
-import pytest
 
 from tests.helpers import metric_value, wait_until
 from tests.multihost.farm import INFERENCE, MEMBERS, METRICS_PORT
@@ -103,7 +102,7 @@ def scraped_version(farm, name: str) -> float | None:
 def publish_newer(farm) -> int:
     """A new model version through the store (fenced just above whatever it holds)."""
     from omnimind import keys
-    from omnimind.app import settings
+    from omnimind.config import settings
     from omnimind.models.factory import build_model
     from omnimind.models.store import ModelStore
 

@@ -117,7 +117,7 @@ def test_log_format_setting_is_validated():
 
 
 def test_connect_formats_the_loggers_celery_sets_up():
-    from omnimind.app import settings
+    from omnimind.config import settings
 
     root, task = logging.getLogger("tests.obs.fake_root"), logging.getLogger("tests.obs.fake_task")
     for lg in (root, task):

@@ -13,6 +13,7 @@ import urllib.request
 import pytest
 
 from tests.helpers import free_port, wait_until
+from tests.suites import skip_suite
 
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 P95 = "histogram_quantile(0.95, sum by (le) (rate(omnimind_cluster_latency_seconds_bucket[1m])))"
@@ -74,8 +75,8 @@ class Prometheus:
 @pytest.fixture
 def prometheus(tmp_path):
     if not (os.path.isfile(PROMETHEUS) and os.access(PROMETHEUS, os.X_OK)):
-        pytest.skip("the prometheus binary is not installed (Debian: apt-get install prometheus); "
-                    "this test runs a real Prometheus server against the workers")
+        skip_suite("prometheus", "the prometheus binary is not installed (Debian: apt-get install prometheus); "
+                   "this test runs a real Prometheus server against the workers")
     servers = []
 
     def start(targets):

@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.suites import suite_reason
+
 OPS = Path(__file__).resolve().parents[2] / "ops"
 GRAFANA = OPS / "grafana"
 DASHBOARD = GRAFANA / "dashboards" / "omnimind-cluster.json"
@@ -119,7 +121,8 @@ def test_dashboard_provisioning_matches_compose_mounts():
     assert grafana["environment"]["OMNIMIND_PROMETHEUS_URL"] == "http://prometheus:9090"
 
 
-@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool not installed (apt-get install prometheus); PromQL syntax of panels unchecked")
+@pytest.mark.skipif(shutil.which("promtool") is None, reason=suite_reason(
+    "prometheus", "promtool not installed (apt-get install prometheus); PromQL syntax of panels unchecked"))
 def test_panel_queries_are_valid_promql(dashboard, tmp_path):
     # promtool parses recording rules: wrap every panel query in one.
     rules = [

@@ -14,12 +14,15 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.suites import suite_reason
+
 OPS = Path(__file__).resolve().parents[2] / "ops"
 PROM = OPS / "prometheus"
 
 PROMTOOL = shutil.which("promtool")
 needs_promtool = pytest.mark.skipif(
-    PROMTOOL is None, reason="promtool not installed (apt-get install prometheus); Prometheus config/rule checks skipped"
+    PROMTOOL is None,
+    reason=suite_reason("prometheus", "promtool not installed (apt-get install prometheus); Prometheus config/rule checks skipped"),
 )
 
 REQUIRED_ALERTS = {

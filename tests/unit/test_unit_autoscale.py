@@ -1,6 +1,6 @@
 """Backlog and utilisation per capability queue (omnimind.scaling.autoscale), without I/O."""
 from omnimind.scaling.autoscale import QueueSignal, queue_signals, worker_queue_load
-from omnimind.scaling.node import NodeInfo, NodeStatus
+from omnimind.scaling.node_info import NodeInfo, NodeStatus
 
 
 def node(name, caps, concurrency, load, status=NodeStatus.HEALTHY):

@@ -1,3 +1,7 @@
+import re
+from dataclasses import fields
+from pathlib import Path
+
 import pytest
 
 from omnimind import config
@@ -5,10 +9,42 @@ from omnimind.config import Settings
 from omnimind.errors import ConfigError
 
 
-def test_drift_methods_match_the_learning_core():
-    from omnimind.learning import DRIFT_METHODS
+@pytest.mark.parametrize("method", config.DRIFT_METHODS)
+def test_every_drift_method_the_settings_accept_builds_a_detector(method):
+    from omnimind.learning import ConceptDriftDetector
 
-    assert tuple(config.DRIFT_METHODS) == tuple(DRIFT_METHODS)
+    assert ConceptDriftDetector(method=method).method == method
+    assert Settings.from_env({"OMNIMIND_DRIFT_METHOD": method}).drift_method == method
+
+
+def test_the_learning_core_refuses_a_drift_method_the_settings_refuse():
+    from omnimind.learning import ConceptDriftDetector
+
+    with pytest.raises(ValueError):
+        ConceptDriftDetector(method="magic")
+
+
+def test_every_field_but_limits_has_one_variable_of_its_own():
+    variables = [f.metadata["env"] for f in fields(Settings) if "env" in f.metadata]
+    assert len(variables) == len(set(variables))
+    assert {f.name for f in fields(Settings) if "env" not in f.metadata} == {"limits"}
+
+
+def test_no_module_reads_an_omnimind_variable_but_the_config():
+    """An ``OMNIMIND_*`` name looked up in a mapping anywhere but omnimind/config.py fails: settings
+    are read in one place (a launcher names a variable it sets with ``config.variable``)."""
+    root = Path(__file__).resolve().parents[2]
+    # os.environ[...], os.getenv(...), and .get/.pop/.setdefault or [...] of a literal name on any mapping.
+    read = re.compile(r"(\.get|\.pop|\.setdefault|getenv)\(\s*f?[\"']OMNIMIND_|\[\s*f?[\"']OMNIMIND_")
+    offenders = [
+        f"{path.relative_to(root)}:{number}"
+        for package in ("omnimind", "workers", "tasks")
+        for path in sorted((root / package).rglob("*.py"))
+        if path != root / "omnimind" / "config.py"
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if read.search(line)
+    ]
+    assert offenders == []
 
 
 @pytest.mark.parametrize(
@@ -22,6 +58,8 @@ def test_drift_methods_match_the_learning_core():
         ({"OMNIMIND_TASK_EVENTS": "maybe"}, "boolean"),
         ({"OMNIMIND_LEARNING_LOSS": "hinge"}, "OMNIMIND_LEARNING_LOSS"),
         ({"OMNIMIND_DRIFT_METHOD": "magic"}, "OMNIMIND_DRIFT_METHOD"),
+        ({"OMNIMIND_CHALLENGER_PUBLISH": "always"}, "OMNIMIND_CHALLENGER_PUBLISH"),
+        ({"OMNIMIND_RAFT_HEARTBEAT_MS": "200"}, "OMNIMIND_RAFT_ timings"),
     ],
 )
 def test_bad_settings_name_the_variable(env, message):

@@ -101,8 +101,8 @@ def test_a_learner_from_another_release_renders():
 
 # --- who serves which model version ------------------------------------------------------
 from omnimind.models.metadata import ServedVersion  # noqa: E402
-from omnimind.scaling.node import NodeInfo, NodeStatus  # noqa: E402
-from omnimind.status import SERVING_MAX_AGE_S, model_serving, render_serving  # noqa: E402
+from omnimind.scaling.node_info import NodeInfo, NodeStatus  # noqa: E402
+from omnimind.status import SERVING_MAX_AGE_S, model_serving  # noqa: E402
 
 
 def node(node_id, status=NodeStatus.HEALTHY):

@@ -9,7 +9,7 @@ Wiring a production member (what a worker bootstep does)::
 
     peers = parse_peer_addresses("n1=10.0.0.1:7001,n2=10.0.0.2:7001,n3=10.0.0.3:7001")
     node = RaftNode("n1", list(peers),
-                    transport=TcpTransport("n1", peers, secret=os.environ["OMNIMIND_RAFT_SECRET"]),
+                    transport=TcpTransport("n1", peers, secret=get_settings().raft_secret),
                     storage=FileStorage("/var/lib/omnimind/raft/n1"),
                     state_machine=my_state_machine)
     node.add_leadership_listener(lambda leader_id, term: ...)  # start/stop the schedule on leadership
@@ -51,11 +51,28 @@ from .core import (
                    StateMachine,
                    StorageCorruptError,
 )
-from .membership import add_member, remove_member
-from .node import NodeState, RaftNode
-from .simulation import SimulatedCluster
-from .storage import FileStorage, MemoryStorage, PersistedState, RaftStorage
-from .transport import InProcessNetwork, InProcessTransport, RaftTransport, TcpTransport, parse_peer_addresses
+import importlib
+from typing import Any
+
+#: The runners' names, imported on first access (PEP 562) so that importing the pure
+#: ``core`` (which imports this package first) loads no storage, transport or asyncio runner.
+_RUNNERS = {
+    "add_member": ".membership", "remove_member": ".membership",
+    "NodeState": ".node", "RaftNode": ".node",
+    "SimulatedCluster": ".simulation",
+    "FileStorage": ".storage", "MemoryStorage": ".storage", "PersistedState": ".storage", "RaftStorage": ".storage",
+    "InProcessNetwork": ".transport", "InProcessTransport": ".transport", "RaftTransport": ".transport",
+    "TcpTransport": ".transport", "parse_peer_addresses": ".transport",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _RUNNERS:
+        value = getattr(importlib.import_module(_RUNNERS[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "Configuration", "FileStorage", "HardState", "InProcessNetwork", "InProcessTransport", "InvariantViolation",

@@ -17,6 +17,8 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from omnimind.config import RAFT_ELECTION_TIMEOUT_MS, RAFT_HEARTBEAT_MS, RAFT_TICK_MS
+
 from .core import RaftCore
 from .core.errors import NotLeader, ProposalDropped, RaftConfigError, RaftError, RaftStopped
 from .core.configuration import Configuration
@@ -70,8 +72,8 @@ class RaftNode:
 
     def __init__(self, node_id: str, cluster_nodes: Iterable[str], *, transport: RaftTransport | None = None,
                  storage: RaftStorage | None = None, state_machine: StateMachine | None = None,
-                 tick_interval: float = 10.0, heartbeat_interval: float = 50.0,
-                 min_election_timeout: float = 150.0, pre_vote: bool = True, check_quorum: bool = True,
+                 tick_interval: float = RAFT_TICK_MS, heartbeat_interval: float = RAFT_HEARTBEAT_MS,
+                 min_election_timeout: float = RAFT_ELECTION_TIMEOUT_MS, pre_vote: bool = True, check_quorum: bool = True,
                  snapshot_threshold: int = 1024, rng: random.Random | None = None, join: bool = False) -> None:
         self.node_id = node_id
         self.cluster_nodes = list(cluster_nodes)  # the bootstrap members (``join``: the ones to contact)

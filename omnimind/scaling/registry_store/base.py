@@ -4,7 +4,7 @@ from __future__ import annotations
 import abc
 from typing import Any
 
-from omnimind.scaling.node import NodeInfo
+from omnimind.scaling.node_info import NodeInfo
 
 
 class RegistryStore(abc.ABC):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import time
 from typing import Any, Callable
 
-from omnimind.scaling.node import NodeInfo, from_timestamp
+from omnimind.scaling.node_info import NodeInfo, from_timestamp
 from omnimind.scaling.registry_store.base import RegistryStore
 
 

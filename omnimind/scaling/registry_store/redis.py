@@ -13,7 +13,7 @@ import redis
 
 from omnimind import keys
 from omnimind.lua import source
-from omnimind.scaling.node import NodeInfo, from_timestamp
+from omnimind.scaling.node_info import NodeInfo, from_timestamp
 from omnimind.scaling.registry_store.base import RegistryStore
 
 

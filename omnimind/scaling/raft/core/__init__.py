@@ -1,9 +1,9 @@
 """The pure Raft core (etcd-io/raft's ``raft`` package without its runners): no sockets, clocks, threads or
-event loop. :class:`RaftCore` (``raft.py``) takes ``tick`` and ``step`` and hands back a :class:`Ready`
-(``ready.py``); the per-role handlers are ``election.py``, ``follower.py`` and ``leader.py``, membership changes
-``membership.py`` over ``configuration.py``; ``log.py`` and
-``progress.py`` are the log and the leader's view of each follower; ``messages.py`` the wire types;
-``state_machine.py`` what committed entries are applied to; ``errors.py`` the errors of the whole package.
+event loop. :class:`RaftCore` (``raft.py``, the whole protocol in one class, as etcd keeps ``raft.go``) takes
+``tick`` and ``step`` and hands back a :class:`Ready` (``ready.py``). Beside it only pure pieces: ``log.py`` and
+``progress.py`` are the log and the leader's view of each follower; ``configuration.py`` the configurations and
+the single-change rule (etcd's ``confchange``); ``messages.py`` the wire types; ``state_machine.py`` what
+committed entries are applied to; ``errors.py`` the errors of the whole package.
 
 The runners beside this package drive it: ``node.py`` (asyncio), ``transport/``, ``storage/`` and
 ``simulation.py``.

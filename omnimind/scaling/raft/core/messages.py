@@ -185,13 +185,13 @@ class Message:
         )
 
 
-def _require_mapping(data: Any, what: str) -> dict:
+def _require_mapping(data: Any, what: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise MalformedMessage(f"{what} must be a JSON object, got {type(data).__name__}")
     return data
 
 
-def _non_negative_int(fields: dict, name: str) -> int:
+def _non_negative_int(fields: dict[str, Any], name: str) -> int:
     value = fields.get(name, 0)
     # bool is an int subclass; a JSON 'true' where a number belongs is malformed input.
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
@@ -199,7 +199,7 @@ def _non_negative_int(fields: dict, name: str) -> int:
     return value
 
 
-def _string(fields: dict, name: str, default: str | None = None) -> str:
+def _string(fields: dict[str, Any], name: str, default: str | None = None) -> str:
     value = fields.get(name, default)
     if not isinstance(value, str):
         raise MalformedMessage(f"{name!r} must be a string, got {value!r}")

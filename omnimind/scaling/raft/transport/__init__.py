@@ -4,7 +4,7 @@ tests, and the authenticated TCP transport."""
 from .base import DeliverCallback, RaftTransport
 from .framing import FrameRejected, encode_frame
 from .inprocess import InProcessNetwork, InProcessTransport
-from .tcp import TcpTransport, parse_peer_addresses
+from .tcp import TcpTransport, check_peers, parse_peer_addresses
 
 __all__ = ["DeliverCallback", "FrameRejected", "InProcessNetwork", "InProcessTransport", "RaftTransport",
-           "TcpTransport", "encode_frame", "parse_peer_addresses"]
+           "TcpTransport", "check_peers", "encode_frame", "parse_peer_addresses"]

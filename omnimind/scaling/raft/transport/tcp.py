@@ -46,6 +46,25 @@ def parse_peer_addresses(spec: str) -> dict[str, Address]:
     return peers
 
 
+def check_peers(node_id: str, peers: Mapping[str, Address]) -> None:
+    """:class:`RaftConfigError` unless ``peers`` (every member, ``node_id`` included) is a usable group for
+    ``node_id``: not empty, naming ``node_id``, one address per member.
+
+    >>> check_peers("n3", parse_peer_addresses("n1=127.0.0.1:7001,n2=127.0.0.1:7002"))
+    Traceback (most recent call last):
+    ...
+    omnimind.scaling.raft.core.errors.RaftConfigError: own id 'n3' is missing from the peer list ['n1', 'n2']
+    """
+    if not peers:
+        raise RaftConfigError("the peer list (--raft-peers, OMNIMIND_RAFT_PEERS) is empty: list every member as "
+                              "id=host:port")
+    if node_id not in peers:
+        raise RaftConfigError(f"own id {node_id!r} is missing from the peer list {sorted(peers)}")
+    addresses = list(peers.values())
+    if len(set(addresses)) != len(addresses):
+        raise RaftConfigError(f"two members share an address in {dict(peers)}")
+
+
 class TcpTransport(RaftTransport):
     """A member's TCP endpoint. ``peers`` maps every member id, our own included, to its address; we listen on
     ``peers[node_id]`` unless ``listen`` overrides it (port 0 picks a free port, see :attr:`listen_address`).

@@ -96,6 +96,8 @@ app.conf.update(
         # (100 s by default); make the interval the only knob.
         "unacked_restore_interval": settings.restore_interval,
         "unacked_restore_throttle": 1,
+        # Redis: wake on keyspace events, so any producer's message is taken at once (omnimind.redelivery).
+        "keyspace_wake": settings.broker_keyspace_wake,
         # sentinel://: the master's name (omnimind.sentinel).
         **transport_options(settings.broker_url, settings.sentinel_master),
     },

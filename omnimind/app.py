@@ -39,9 +39,11 @@ def capability_queues(broker_url: str) -> list[Queue]:
 
     On RabbitMQ they are quorum queues (replicated, durable; Celery then turns off
     global QoS by itself, ``worker_detect_quorum_queues``). ``worker_direct``'s
-    ``.dq2`` queues, pidbox and event queues stay classic: Celery declares those.
-    A client must declare them alike (RabbitMQ refuses a queue re-declared with
-    another type), so every app talking to the farm builds them here.
+    ``.dq2`` queues get the vhost's default type (Celery declares them untyped);
+    pidbox and event queues stay classic. RabbitMQ refuses a queue re-declared with
+    another type: a stock Celery client (no ``x-queue-type``) can send to the farm on
+    a vhost whose default queue type is quorum, or with
+    ``task_create_missing_queue_type="quorum"`` (``omnimind.queue_types``).
 
     >>> [q.queue_arguments for q in capability_queues("amqp://guest@rabbit//")][0]
     {'x-queue-type': 'quorum'}
@@ -127,6 +129,7 @@ WORKER_STEPS = (
     "workers.observability:MetricsServerStep",
     "workers.bootsteps:RegistryStep",
     "workers.redelivery:RedeliveryStep",  # a no-op unless the broker is Redis
+    "workers.vhost_check:VhostCheckStep",  # a no-op unless the broker is RabbitMQ
     "workers.bootsteps:ModelWarmupStep",
     "workers.memory:MemoryLockStep",  # embedded vector memory: one process
     "workers.bootsteps:LearnerStep",

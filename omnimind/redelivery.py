@@ -262,7 +262,14 @@ class Channel(kombu_redis.Channel):
             self._take_next = self.backlog > 0
             dest = bytes_to_str(dest).rsplit(self.sep, 1)[0]
             self._queue_cycle.rotate(dest)
-            message = loads(bytes_to_str(item))
+            message = envelope(item)
+            if message is None:
+                # Not a kombu message (a raw LPUSH): the take script handed it over unrecorded,
+                # so dropping it here is its one and only acknowledgement.
+                metrics.messages_refused.labels(reason="not_an_envelope").inc()
+                logger.error("Refused an item of queue %s that is not a kombu message (dropped): %.200r",
+                             dest, item)
+                raise Empty()
             self._taken_tag = message.get("properties", {}).get("delivery_tag")
             try:
                 self.connection._deliver(message, dest)
@@ -409,6 +416,23 @@ class Poller(kombu_redis.MultiChannelPoller):
         if chan_type is not None and chan_type[1] == "NOTIFY" and fileno not in self._paused_brpop:
             return chan_type[0]._notify_read()
         return super().on_readable(fileno)
+
+
+def envelope(item):
+    """A Redis list item as kombu's message envelope, or None when it is not one.
+
+    >>> envelope(b'{"body": "e30=", "properties": {"delivery_tag": "t"}}')["properties"]
+    {'delivery_tag': 't'}
+    >>> envelope(b'not json'), envelope(b'{"hello": 1}'), envelope(b'[1, 2]')
+    (None, None, None)
+    """
+    try:
+        message = loads(bytes_to_str(item))
+    except (ValueError, TypeError, UnicodeDecodeError):
+        return None
+    if isinstance(message, dict) and "body" in message and isinstance(message.get("properties"), dict):
+        return message
+    return None
 
 
 class Transport(kombu_redis.Transport):

@@ -9,7 +9,7 @@ benchmarks/plain_client.py:
 
 - ``{"task": name, "kwargs": {...}, "queue": q}``: ``send_task`` and wait for the result;
   the outcome is ``{"result": ...}`` or ``{"error": exception type name, "message": str}``
-  (``"pickup_s"``: publish to the task's start, from the worker's reply when it has one);
+  (``"conf"``: client settings of this step only, e.g. ``task_create_missing_queue_type``);
 - ``{"burst": n, "task": name, "kwargs": {...}, "queue": q}``: send n, then wait for all;
   the outcome is ``{"sent": n, "done": k, "errors": [...], "elapsed_s": s}``;
 - ``{"round_trips": n, "task": ..., ...}``: n sequential calls; ``{"latencies_s": [...]}``.
@@ -35,6 +35,13 @@ def outcome(async_result, timeout):
 
 
 def run(app: Celery, step: dict) -> dict:
+    if step.get("conf"):  # a step with a client setting of its own: a fresh app with it
+        configured = client(app.conf.broker_url, app.conf.result_backend)
+        configured.conf.update(step["conf"])
+        try:
+            return run(configured, {k: v for k, v in step.items() if k != "conf"})
+        finally:
+            configured.close()
     send = app.send_task
     task, kwargs, queue = step["task"], step.get("kwargs") or {}, step.get("queue")
     timeout = step.get("timeout", 60)
@@ -53,7 +60,11 @@ def run(app: Celery, step: dict) -> dict:
             latencies.append(time.perf_counter() - started)
         return {"latencies_s": latencies}
     started = time.perf_counter()
-    done = outcome(send(task, kwargs=kwargs, queue=queue), timeout)
+    try:
+        sent = send(task, kwargs=kwargs, queue=queue)
+    except Exception as exc:  # noqa: BLE001 - refused by the broker: the outcome too
+        return {"error": type(exc).__name__, "message": str(exc), "at": "send"}
+    done = outcome(sent, timeout)
     done["elapsed_s"] = time.perf_counter() - started
     return done
 

@@ -87,3 +87,25 @@ def test_a_plain_client_on_rabbitmq_gets_every_promise(rabbitmq_url, start_worke
     *outcomes, trips = plain_client(rabbitmq_url, redis_server.url, [s for s, _ in CONTRACT] + [round_trips()])
     check_contract(outcomes, farm)
     assert statistics.median(trips["latencies_s"]) < PICKUP_MEDIAN_UNDER_S, trips
+
+
+def test_on_a_vhost_without_quorum_default_the_worker_names_the_fix_and_the_one_client_setting_works(
+        rabbitmq_url, start_worker, redis_server, plain_client, tmp_path):
+    from tests.conftest import rabbitmqctl
+
+    vhost = rabbitmq_url.rsplit("/", 1)[1] + "-classic"
+    url = rabbitmq_url.rsplit("/", 1)[0] + "/" + vhost
+    rabbitmqctl("add_vhost", vhost)  # RabbitMQ's default: classic
+    try:
+        rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+        worker = start_worker("inf-classic", queues="inference", pool="threads", concurrency=2,
+                              OMNIMIND_BROKER_URL=url)
+        assert "--default-queue-type quorum" in worker.output() and "task_create_missing_queue_type" in worker.output()
+        (refused,) = plain_client(url, redis_server.url, [step("tasks.inference.predict", "inference", inputs=GOOD)])
+        assert "PRECONDITION_FAILED" in refused["message"] and "x-queue-type" in refused["message"], refused
+        (served,) = plain_client(url, redis_server.url, [{**step("tasks.inference.predict", "inference", inputs=GOOD),
+                                                         "conf": {"task_create_missing_queue_type": "quorum"}}])
+        assert served["result"]["node_id"] == worker.hostname, served
+        worker.stop()
+    finally:
+        rabbitmqctl("delete_vhost", vhost)

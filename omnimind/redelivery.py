@@ -174,6 +174,7 @@ class Channel(kombu_redis.Channel):
     _in_notify = False  # its SUBSCRIBE was sent on its current connection
     _notify_live = False  # ... and confirmed for every channel: events now wake this channel
     _woken = False  # an event came since the last take was sent: take next
+    _notify_watched = False  # the poller reads the subscription's socket (not while busy)
     _last_take_at = 0.0
     #: At most this many tokens wait on a doorbell (a farm with no worker for a while).
     doorbell_max = 1024
@@ -221,9 +222,11 @@ class Channel(kombu_redis.Channel):
             return
         now = monotonic()
         take = self._take_next or self._woken
-        if not take and self._notify_live:
+        if not take and (self._notify_live or self._in_notify):
             if now - self._last_take_at < self.brpop_timeout:
-                return  # idle: the poller watches the keyspace events (Poller.on_poll_start)
+                # Idle: the poller watches the keyspace events (Poller.on_poll_start), or the
+                # confirmation of their subscription, which asks for a take itself.
+                return
             take = True  # the safety net, should an event have been lost
         self._in_poll = self.client.connection
         self._brpop_sent_at = now
@@ -391,8 +394,11 @@ class Channel(kombu_redis.Channel):
 
 
 class Poller(kombu_redis.MultiChannelPoller):
-    """kombu's poller, watching each waiting channel's keyspace events too (``NOTIFY``).
+    """kombu's poller, watching each idle channel's keyspace events too (``NOTIFY``).
 
+    A channel with a backlog takes again anyway: its events are not watched meanwhile (each
+    message brings two, its push and its pop, and reading them one by one cost a quarter of
+    a burst's throughput); they wait in the socket and are read in one go once it is idle.
     An event is read even while the channel may take nothing more (its prefetch is full):
     it only marks the channel for a take, and an unread one would spin the event loop.
     """
@@ -401,13 +407,31 @@ class Poller(kombu_redis.MultiChannelPoller):
         for channel in self._channels:
             if getattr(channel, "wants_keyspace_events", None) and channel.wants_keyspace_events():
                 self._register_NOTIFY(channel)
+                self._watch_NOTIFY(channel, not channel._take_next)
         super().on_poll_start()
+
+    def _watch_NOTIFY(self, channel, watch: bool) -> None:
+        if watch == channel._notify_watched:
+            return
+        sock = self._chan_to_sock.get((channel, channel.notify_client, "NOTIFY"))
+        if sock is None:
+            return
+        if watch:
+            self.poller.register(sock, self.eventflags)
+        else:
+            self._unregister_from_poll(sock.fileno())
+        channel._notify_watched = watch
+
+    @property
+    def fds(self):
+        return {fd: chan for fd, chan in super().fds.items() if chan[1] != "NOTIFY" or chan[0]._notify_watched}
 
     def _register_NOTIFY(self, channel):
         pubsub = channel.notify_client
         if not self._client_registered(channel, pubsub, "NOTIFY"):
             channel._in_notify = False
             self._register(channel, pubsub, "NOTIFY")
+            channel._notify_watched = True
         if not channel._in_notify or channel._notify_for != frozenset(channel.active_queues):
             channel._notify_subscribe()
 

@@ -76,6 +76,22 @@ def inference_worker(tree: Path, env: dict | None = None, name: str | None = Non
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
 
 
+def own_client(broker_url: str, backend: str):
+    """OmniMind's own client on another broker: ``omnimind.app.app``'s client settings and
+    transport (it rings the doorbells), on ``broker_url``."""
+    from celery import Celery
+
+    from omnimind.app import app, capability_queues
+    from omnimind.redelivery import transport_for
+
+    keys = ("task_serializer", "result_serializer", "accept_content", "result_accept_content", "task_default_queue",
+            "task_default_exchange", "task_default_routing_key", "task_routes")
+    client = Celery("omnimind-client", set_as_current=False)
+    client.conf.update({key: app.conf[key] for key in keys}, broker_url=broker_url, result_backend=backend,
+                       broker_transport=transport_for(broker_url), task_queues=capability_queues(broker_url))
+    return client
+
+
 def own_round_trips(app, n: int) -> list[float]:
     out = []
     for _ in range(n):
@@ -120,32 +136,41 @@ def throughput(bursts: list[dict]) -> float:
 
 
 def redis_part(url: str, args, report: dict) -> None:
+    """This tree's inference worker and the stock worker on ``url``; the old tree's inference worker at
+    the same time on a Redis of its own (the same queue names), measured in turn, round by round."""
     from omnimind.app import app
+    from omnimind.embedded_redis import start_redis
 
     old_tree = export_tree(args.old_ref, Path(tempfile.mkdtemp()) / "old")
+    old_port = free_port()
+    old_server = start_redis(old_port)
+    old_url = f"redis://127.0.0.1:{old_port}/0"
+    old_env = {"OMNIMIND_BROKER_URL": old_url, "OMNIMIND_RESULT_BACKEND": old_url, "OMNIMIND_REDIS_URL": old_url}
+    old_app = own_client(old_url, old_url)
     stock = stock_worker(url, url)
+    worker = inference_worker(ROOT)
+    old_worker = inference_worker(old_tree, old_env)
     acc: dict = {}
     try:
         wait_until(lambda: answers_plain(url, url, NOOP), timeout=120, message="the stock worker")
+        wait_until(lambda: answers_plain(url, url, PREDICT), timeout=120, message="the inference worker")
+        wait_until(lambda: answers_plain(old_url, old_url, PREDICT), timeout=120, message="the old inference worker")
+        for broker in (url, old_url):  # warm-up
+            plain(broker, broker, [{"round_trips": 50, **PREDICT}, {"burst": 200, **PREDICT}])
         for _ in range(args.rounds):
-            for label, tree in (("", ROOT), ("old_", old_tree)):
-                worker = inference_worker(tree)
-                try:
-                    wait_until(lambda: answers_plain(url, url, PREDICT), timeout=120, message="the inference worker")
-                    plain(url, url, [{"round_trips": 50, **PREDICT}, {"burst": 200, **PREDICT}])  # warm-up
-                    if label:  # the old worker: only what this change must not slow, the own client's path
-                        acc.setdefault("old_own_predict_rt", []).extend(own_round_trips(app, args.round_trips))
-                        acc.setdefault("old_own_predict_burst", []).append(own_burst(app, args.burst))
-                        acc.setdefault("old_plain_predict_rt", []).extend(
-                            plain(url, url, [{"round_trips": min(args.round_trips, 30), **PREDICT}])[0]["latencies_s"])
-                    else:
-                        measure(url, url, app, args, acc, label)
-                finally:
-                    stop_all(worker)
+            measure(url, url, app, args, acc, "")
+            # The old worker: the own client's path, which this change must not slow, and a few plain round trips.
+            acc.setdefault("old_own_predict_rt", []).extend(own_round_trips(old_app, args.round_trips))
+            acc.setdefault("old_own_predict_burst", []).append(own_burst(old_app, args.burst))
+            acc.setdefault("old_plain_predict_rt", []).extend(
+                plain(old_url, old_url, [{"round_trips": min(args.round_trips, 20), **PREDICT}])[0]["latencies_s"])
+        stop_all(old_worker)
         report["redis"] = summarize(acc)
+        stop_all(worker)
         report["redis"]["sigkill"] = kills(url, args)
     finally:
-        stop_all(stock)
+        old_app.close()
+        stop_all(stock, worker, old_worker, old_server)
 
 
 def kills(url: str, args) -> list[dict]:
@@ -194,9 +219,7 @@ def rabbitmq_part(backend: str, args, report: dict) -> None:
         wait_until(lambda: answers_plain(broker, backend, NOOP), timeout=120, message="the stock worker (RabbitMQ)")
         wait_until(lambda: answers_plain(broker, backend, PREDICT), timeout=120, message="the inference worker (RabbitMQ)")
         plain(broker, backend, [{"round_trips": 50, **PREDICT}, {"burst": 200, **PREDICT}])
-        from tests.conftest import client_app
-
-        own = client_app(broker)
+        own = own_client(broker, backend)
         try:
             for _ in range(args.rounds):
                 measure(broker, backend, own, args, acc, "")

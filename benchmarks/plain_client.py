@@ -181,7 +181,6 @@ def kills(url: str, args) -> list[dict]:
         wait_until(lambda: answers_plain(url, url, PREDICT), timeout=120, message="the survivor")
         for _ in range(args.kills):
             victim = inference_worker(ROOT, name=f"victim-{secrets.token_hex(2)}@%h")
-            time.sleep(0)  # started; its registration is awaited through the burst itself
             steps = [{"burst": args.kill_burst, **PREDICT}]
             with tempfile.TemporaryDirectory() as folder:
                 client = subprocess.Popen([sys.executable, str(PLAIN_CLIENT), url, url], stdin=subprocess.PIPE,
@@ -192,7 +191,7 @@ def kills(url: str, args) -> list[dict]:
                 import redis
 
                 r = redis.Redis.from_url(url)
-                held = wait_until(lambda: any(r.scard(k) for k in r.scan_iter("omnimind:broker:held:victim-*")),
+                held = wait_until(lambda r=r: any(r.scard(k) for k in r.scan_iter("omnimind:broker:held:victim-*")),
                                   timeout=120, interval=0.01, message="the victim to hold messages")
                 held_n = sum(r.scard(k) for k in r.scan_iter("omnimind:broker:held:victim-*"))
                 os.killpg(victim.pid, signal.SIGKILL)

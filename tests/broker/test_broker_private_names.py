@@ -101,9 +101,9 @@ def test_every_private_instance_name_still_exists(redis_server):
 def test_the_installed_versions_are_within_the_pins(package):
     """The versions under test are ones pyproject.toml allows (CI also runs the broker tests on the
     lowest it allows, .ci/run)."""
-    import tomllib
     from pathlib import Path
 
+    import tomllib
     from packaging.requirements import Requirement
 
     project = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())["project"]

@@ -241,7 +241,7 @@ def test_an_idle_consumer_is_woken_by_any_producers_push_not_by_its_timer(broker
         for n in range(3):
             with Connection(redis_server.url, transport=producer_transport) as producer:
                 publish(producer, 1)
-            wait_until(lambda: _drain(conn) or len(got) == n + 1, timeout=20, message=f"message {n + 1}")
+            wait_until(lambda n=n: _drain(conn) or len(got) == n + 1, timeout=20, message=f"message {n + 1}")
         assert held(redis_client, "w@h/events") == {m.delivery_tag for m in got}
         assert waiting(redis_client) == 0
     finally:

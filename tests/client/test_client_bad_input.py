@@ -3,7 +3,6 @@ a counter (``omnimind_messages_refused_total{reason}``), acknowledged (Redis) or
 without requeue (RabbitMQ) rather than redelivered forever, and the worker keeps serving."""
 from __future__ import annotations
 
-import pytest
 from kombu import Connection, Exchange, Producer
 
 from tests.client.test_client_plain import GOOD, step

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import statistics
 
-import pytest
-
 GOOD = [0.25] * 16
 
 #: Pickup of a message by an idle worker (a predict itself takes about a millisecond): the

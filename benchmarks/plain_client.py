@@ -1,6 +1,7 @@
 """A user's own Celery client against the farm, vs a stock Celery worker's no-op (issue 20).
 
-One run, one private redis-server, three workers side by side:
+One run, one private redis-server, three workers side by side (round trips in blocks of 50, the
+kinds taking turns, so that each ratio compares samples taken side by side):
 
 - the Procfile's ``inference`` line as written (threads pool, --concurrency=16), metrics port moved;
 - a stock Celery worker (benchmarks/stock_noop.py, the same pool and concurrency) serving a no-op;
@@ -118,11 +119,13 @@ def answers_plain(broker: str, backend: str, step: dict) -> bool:
 def measure(broker: str, backend: str, own_app, args, acc: dict, label: str) -> None:
     """One round: plain predict, plain stock no-op, own predict; round trips, then bursts."""
     rt = {"round_trips": args.round_trips}
-    a, b = plain(broker, backend, [{**rt, **PREDICT}, {**rt, **NOOP}])
-    acc.setdefault(f"{label}plain_predict_rt", []).extend(a["latencies_s"])
-    acc.setdefault(f"{label}stock_noop_rt", []).extend(b["latencies_s"])
+    blocks = [{"round_trips": min(50, rt["round_trips"] - start)} for start in range(0, rt["round_trips"], 50)]
+    outcomes = plain(broker, backend, [{**block, **kind} for block in blocks for kind in (PREDICT, NOOP)])
+    for outcome, name in zip(outcomes, ["plain_predict", "stock_noop"] * len(blocks)):  # A B A B ...
+        acc.setdefault(f"{label}{name}_rt", []).extend(outcome["latencies_s"])
     if own_app is not None:
-        acc.setdefault(f"{label}own_predict_rt", []).extend(own_round_trips(own_app, args.round_trips))
+        for start in range(0, args.round_trips, 50):
+            acc.setdefault(f"{label}own_predict_rt", []).extend(own_round_trips(own_app, min(50, args.round_trips - start)))
     burst = {"burst": args.burst}
     a, b = plain(broker, backend, [{**burst, **PREDICT}, {**burst, **NOOP}])
     acc.setdefault(f"{label}plain_predict_burst", []).append(a)
@@ -158,10 +161,16 @@ def redis_part(url: str, args, report: dict) -> None:
         for broker in (url, old_url):  # warm-up
             plain(broker, broker, [{"round_trips": 50, **PREDICT}, {"burst": 200, **PREDICT}])
         for _ in range(args.rounds):
-            measure(url, url, app, args, acc, "")
-            # The old worker: the own client's path, which this change must not slow, and a few plain round trips.
-            acc.setdefault("old_own_predict_rt", []).extend(own_round_trips(old_app, args.round_trips))
-            acc.setdefault("old_own_predict_burst", []).append(own_burst(old_app, args.burst))
+            measure(url, url, None, args, acc, "")
+            # The own client's path, which this change must not slow: this worker and the old one in
+            # turn, side by side (round trips in blocks of 50, A B A B ..., then bursts A B B A), and a
+            # few plain round trips to the old one.
+            for start in range(0, args.round_trips, 50):
+                for label, client in (("", app), ("old_", old_app)):
+                    acc.setdefault(f"{label}own_predict_rt", []).extend(
+                        own_round_trips(client, min(50, args.round_trips - start)))
+            for label, client in (("", app), ("old_", old_app), ("old_", old_app), ("", app)):
+                acc.setdefault(f"{label}own_predict_burst", []).append(own_burst(client, args.burst))
             acc.setdefault("old_plain_predict_rt", []).extend(
                 plain(old_url, old_url, [{"round_trips": min(args.round_trips, 20), **PREDICT}])[0]["latencies_s"])
         stop_all(old_worker)

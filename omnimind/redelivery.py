@@ -356,8 +356,8 @@ class Channel(kombu_redis.Channel):
                         self._woken = True
                 elif kind == b"subscribe" and int(reply[2]) >= len(self._notify_channels) and self._in_notify:
                     if not self._notify_live:
-                        logger.info("Redis broker: idle, this channel waits on the keyspace events of %d queue lists",
-                                    len(self._notify_channels))
+                        logger.info("Redis broker: idle, this channel waits on the keyspace events of "
+                                    "%d queue lists", len(self._notify_channels))
                     self._notify_live = True
                     self._woken = True  # what was pushed before the server subscribed
         except self.connection_errors as exc:

@@ -401,6 +401,9 @@ class Poller(kombu_redis.MultiChannelPoller):
     a burst's throughput); they wait in the socket and are read in one go once it is idle.
     An event is read even while the channel may take nothing more (its prefetch is full):
     it only marks the channel for a take, and an unread one would spin the event loop.
+
+    >>> isinstance(Transport.__new__(Transport), kombu_redis.Transport), issubclass(Poller, kombu_redis.MultiChannelPoller)
+    (True, True)
     """
 
     def on_poll_start(self):

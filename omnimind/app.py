@@ -50,9 +50,11 @@ def capability_queues(broker_url: str) -> list[Queue]:
 
     On RabbitMQ they are quorum queues (replicated, durable; Celery then turns off
     global QoS by itself, ``worker_detect_quorum_queues``). ``worker_direct``'s
-    ``.dq2`` queues, pidbox and event queues stay classic: Celery declares those.
-    A client must declare them alike (RabbitMQ refuses a queue re-declared with
-    another type), so every app talking to the farm builds them here.
+    ``.dq2`` queues get the vhost's default type (Celery declares them untyped);
+    pidbox and event queues stay classic. RabbitMQ refuses a queue re-declared with
+    another type: a stock Celery client (no ``x-queue-type``) can send to the farm on
+    a vhost whose default queue type is quorum, or with
+    ``task_create_missing_queue_type="quorum"`` (``omnimind.queue_types``).
 
     >>> [q.queue_arguments for q in capability_queues("amqp://guest@rabbit//")][0]
     {'x-queue-type': 'quorum'}
@@ -72,6 +74,7 @@ WORKER_STEPS = (
     "workers.observability:MetricsServerStep",
     "workers.bootsteps:RegistryStep",
     "workers.redelivery:RedeliveryStep",  # a no-op unless the broker is Redis
+    "workers.vhost_check:VhostCheckStep",  # a no-op unless the broker is RabbitMQ
     "workers.bootsteps:ModelWarmupStep",
     "workers.memory:MemoryLockStep",  # embedded vector memory: one process
     "workers.bootsteps:LearnerStep",
@@ -195,6 +198,8 @@ def build_app(settings: Settings) -> Celery:
             # (100 s by default); make the interval the only knob.
             "unacked_restore_interval": settings.restore_interval,
             "unacked_restore_throttle": 1,
+            # Redis: wake on keyspace events, so any producer's message is taken at once (omnimind.redelivery).
+            "keyspace_wake": settings.broker_keyspace_wake,
             # sentinel://: the master's name (omnimind.sentinel).
             **transport_options(settings.broker_url, settings.sentinel_master),
         },

@@ -146,6 +146,15 @@ class Settings:
     visibility_timeout: float = setting("VISIBILITY_TIMEOUT", 3600.0, minimum=1.0)
     #: Seconds between sweeps that redeliver messages of workers that died.
     restore_interval: float = setting("RESTORE_INTERVAL", 10.0, minimum=0.1)
+    #: Redis broker: idle workers wake on Redis keyspace events of their queue lists, so a
+    #: message from any producer (a plain Celery client, ``celery call``) is taken at once. The
+    #: worker adds ``Kl`` to the server's ``notify-keyspace-events`` (CONFIG SET); off, or where
+    #: CONFIG is refused, only OmniMind's own producers wake it at once (others within 1 s).
+    broker_keyspace_wake: bool = setting("BROKER_KEYSPACE_WAKE", True)
+    #: Largest task message body (bytes, as the broker carries it: base64 on Redis) a worker
+    #: runs; a larger one is refused with ``InvalidInput("message_too_large")`` before it is
+    #: decoded (workers.message_limits).
+    max_message_bytes: int = setting("MAX_MESSAGE_BYTES", 8 * 1024 * 1024, minimum=1024)
     result_expires: float = setting("RESULT_EXPIRES", 86400.0, minimum=1.0)
     limits: Mapping[str, TimeLimit] = field(default_factory=lambda: dict(_DEFAULT_LIMITS))
     #: Maximum length of the experience stream (approximate trimming).

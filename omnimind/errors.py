@@ -35,6 +35,8 @@ class InvalidInput(OmniMindError, ValueError):
         "unknown_agent",
         # any task: arguments that do not fit its signature (workers.time_limits.check_arguments)
         "arguments",
+        # any task: a message body over OMNIMIND_MAX_MESSAGE_BYTES (workers.message_limits)
+        "message_too_large",
     )
 
     def __init__(self, reason: str, detail: str = "") -> None:

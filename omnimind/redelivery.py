@@ -20,7 +20,10 @@ incarnation of the same node. One sweeper at a time takes a holder's lease
 meanwhile is skipped, so a restore is idempotent), then forgets the holder.
 
 kombu pops (BRPOP), then writes ``unacked``: a kill in between lost the message.
-:class:`Channel` takes it with one script that pops and records it at once.
+:class:`Channel` takes it with one script that pops and records it at once. The pop
+is never a blocking one, so an idle worker needs a wake-up that takes nothing: Redis
+keyspace events of its queue lists (any producer's LPUSH, a plain Celery client's
+included), else the doorbells OmniMind's own producers ring (see :class:`Channel`).
 
 >>> holder = new_holder("inference@gpu-1")
 >>> node_of(holder)
@@ -123,6 +126,21 @@ class HolderQoS(kombu_redis.QoS):
         return pipe.srem(keys.broker_held(holder), delivery_tag) if holder else pipe
 
 
+#: Keyspace events of a list that add to it (a pop, a trim or a delete only takes away).
+_ADDING_EVENTS = frozenset({b"lpush", b"rpush", b"linsert", b"lset", b"lpushx", b"rpushx", b"rename_to", b"restore"})
+
+
+def keyspace_flags(current: str) -> str:
+    """``notify-keyspace-events`` flags that keep ``current`` and add keyspace (``K``) events of
+    list commands (``l``); ``current`` itself when it has them already.
+
+    >>> keyspace_flags(""), keyspace_flags("Ex"), keyspace_flags("AK"), keyspace_flags("Kl")
+    ('Kl', 'ExKl', 'AK', 'Kl')
+    """
+    missing = ("" if "K" in current else "K") + ("" if "l" in current or "A" in current else "l")
+    return current + missing
+
+
 class Channel(kombu_redis.Channel):
     """kombu's Redis channel, taking messages with ``broker_take.lua`` instead of BRPOP.
 
@@ -130,13 +148,34 @@ class Channel(kombu_redis.Channel):
     writes it to ``unacked``: a worker killed in between loses it. Here a worker
     (a process with a holder) sends the take script on kombu's BRPOP connection:
     it pops and records in one step, and tells how many messages are left
-    (:attr:`backlog`). With none left the worker blocks on the queues' doorbells
-    (``keys.broker_doorbell``, rung by this transport's ``_put``; the take cleared
-    their stale tokens), for ``brpop_timeout`` (1 s) at most, which also catches
-    messages sent by a producer that rings no doorbell.
+    (:attr:`backlog`). With none left the worker waits for a wake-up that takes
+    nothing, so that no message is ever outside both its queue and ``unacked``:
+
+    - keyspace events (``keyspace_wake``, on by default): the channel subscribes, on a
+      connection of its own, to ``__keyspace@<db>__:<list>`` of each of its queue lists
+      (every priority step), after adding ``Kl`` to the server's ``notify-keyspace-events``.
+      Any LPUSH wakes it, whoever the producer: a plain Celery client, ``celery call``,
+      Flower, another language. While waiting it sends nothing; a take runs at least every
+      ``brpop_timeout`` (1 s) still, should an event be lost (pub/sub is at most once).
+    - else (CONFIG refused, or turned off) it blocks on the queues' doorbells
+      (``keys.broker_doorbell``, rung by this transport's ``_put``; the take cleared their
+      stale tokens) for ``brpop_timeout`` at most, which also catches the messages of a
+      producer that rings no doorbell, a second late.
     """
 
     QoS = HolderQoS
+    from_transport_options = kombu_redis.Channel.from_transport_options + ("keyspace_wake",)
+    #: Wake on keyspace events of the queue lists (see above).
+    keyspace_wake = True
+    _keyspace_refused = False  # CONFIG SET was refused: doorbells only
+    _notify = None  # the keyspace-event subscription (a redis PubSub), once made
+    _notify_channels: frozenset = frozenset()  # what it subscribed to
+    _notify_for = None  # the active queues those are for
+    _in_notify = False  # its SUBSCRIBE was sent on its current connection
+    _notify_live = False  # ... and confirmed for every channel: events now wake this channel
+    _woken = False  # an event came since the last take was sent: take next
+    _notify_watched = False  # the poller reads the subscription's socket (not while busy)
+    _last_take_at = 0.0
     #: At most this many tokens wait on a doorbell (a farm with no worker for a while).
     doorbell_max = 1024
     #: A doorbell nobody waits on (a control command's reply queue) expires: tokens are only
@@ -181,13 +220,23 @@ class Channel(kombu_redis.Channel):
         queues = self._queue_cycle.consume(len(self.active_queues))
         if not queues:
             return
+        now = monotonic()
+        take = self._take_next or self._woken
+        if not take and (self._notify_live or self._in_notify):
+            if now - self._last_take_at < self.brpop_timeout:
+                # Idle: the poller watches the keyspace events (Poller.on_poll_start), or the
+                # confirmation of their subscription, which asks for a take itself.
+                return
+            take = True  # the safety net, should an event have been lost
         self._in_poll = self.client.connection
-        self._brpop_sent_at = monotonic()
-        if self._take_next:
+        self._brpop_sent_at = now
+        if take:
             lists = [self._q_for_pri(queue, pri) for pri in self.priority_steps for queue in queues]
             names = [*lists, *map(keys.broker_doorbell, queues), self.unacked_key, self.unacked_index_key,
                      keys.broker_held(holder)]
             self._waiting = False
+            self._woken = False  # an event from now on may be for a message this take misses
+            self._last_take_at = now
             self.client.connection.send_command("EVAL", source("broker_take"), len(names), *names, time(), len(lists))
         else:
             timeout = self.brpop_timeout if timeout is None else timeout
@@ -216,7 +265,14 @@ class Channel(kombu_redis.Channel):
             self._take_next = self.backlog > 0
             dest = bytes_to_str(dest).rsplit(self.sep, 1)[0]
             self._queue_cycle.rotate(dest)
-            message = loads(bytes_to_str(item))
+            message = envelope(item)
+            if message is None:
+                # Not a kombu message (a raw LPUSH): the take script handed it over unrecorded,
+                # so dropping it here is its one and only acknowledgement.
+                metrics.messages_refused.labels(reason="not_an_envelope").inc()
+                logger.error("Refused an item of queue %s that is not a kombu message (dropped): %.200r",
+                             dest, item)
+                raise Empty()
             self._taken_tag = message.get("properties", {}).get("delivery_tag")
             try:
                 self.connection._deliver(message, dest)
@@ -227,11 +283,193 @@ class Channel(kombu_redis.Channel):
             self._in_poll = None
             self._flush_brpop_reauth()
 
+    # --- keyspace events -------------------------------------------------------------------
+
+    def wants_keyspace_events(self) -> bool:
+        """Whether this channel waits on keyspace events (a worker's, consuming, allowed to)."""
+        return bool(_holder is not None and self.keyspace_wake and not self._keyspace_refused
+                    and not self.global_keyprefix and self.active_queues)
+
+    @property
+    def notify_client(self):
+        """The keyspace-event subscription, on a connection of its own."""
+        if self._notify is None:
+            self._notify = self._create_client(asynchronous=True).pubsub()
+        return self._notify
+
+    def _keyspace_channels(self) -> frozenset:
+        db = self.client.connection_pool.connection_kwargs.get("db", 0) or 0
+        return frozenset(f"__keyspace@{db}__:{self._q_for_pri(queue, pri)}"
+                         for queue in self.active_queues for pri in self.priority_steps)
+
+    def _enable_keyspace_events(self) -> bool:
+        """Add ``Kl`` to the server's ``notify-keyspace-events`` (after a restart too); False,
+        with a warning, where the server refuses CONFIG (a managed Redis, an ACL)."""
+        try:
+            with self.conn_or_acquire() as client:
+                current = bytes_to_str(client.config_get("notify-keyspace-events").get("notify-keyspace-events", ""))
+                wanted = keyspace_flags(current)
+                if wanted != current:
+                    client.config_set("notify-keyspace-events", wanted)
+            return True
+        except self.ResponseError as exc:
+            self._keyspace_refused = True
+            logger.warning(
+                "Redis broker refused CONFIG SET notify-keyspace-events (%s): messages from producers other "
+                "than OmniMind's own (a plain Celery client, celery call) are taken within %s s, not at once. "
+                "Set notify-keyspace-events to include 'Kl' on the server, or OMNIMIND_BROKER_KEYSPACE_WAKE=0 "
+                "to silence this.", exc, self.brpop_timeout)
+            return False
+
+    def _notify_subscribe(self) -> None:
+        """(Re)subscribe to the keyspace events of the current queue lists; the confirmation
+        (read by :meth:`_notify_read`) makes them live and asks for a take, for whatever came
+        before the server had subscribed."""
+        wanted = self._keyspace_channels()
+        self._notify_for = frozenset(self.active_queues)
+        if not self._enable_keyspace_events():
+            return
+        pubsub = self.notify_client
+        stale = self._notify_channels - wanted if self._in_notify else frozenset()
+        if stale:
+            pubsub.unsubscribe(*stale)
+        new = wanted if not self._in_notify else wanted - self._notify_channels
+        if new:
+            self._notify_live = False
+            pubsub.subscribe(*sorted(new))
+        self._notify_channels = wanted
+        self._in_notify = True
+
+    def _notify_read(self):
+        """Read what the subscription has: an adding event wakes this channel (a take next)."""
+        pubsub = self._notify
+        if pubsub is None or pubsub.connection is None:
+            raise Empty()
+        try:
+            while pubsub.connection is not None and pubsub.connection.can_read(timeout=0):
+                reply = pubsub.parse_response(block=False, timeout=0)
+                if reply is None:  # a health check's answer
+                    continue
+                kind = reply[0]
+                if kind == b"message":
+                    if reply[2] in _ADDING_EVENTS:
+                        self._woken = True
+                elif kind == b"subscribe" and int(reply[2]) >= len(self._notify_channels) and self._in_notify:
+                    if not self._notify_live:
+                        logger.info("Redis broker: idle, this channel waits on the keyspace events of "
+                                    "%d queue lists", len(self._notify_channels))
+                    self._notify_live = True
+                    self._woken = True  # what was pushed before the server subscribed
+        except self.connection_errors as exc:
+            logger.info("Redis broker: keyspace-event connection lost (%s); resubscribing", exc)
+            self._notify_lost()
+            if pubsub.connection is not None:
+                pubsub.connection.disconnect()
+        raise Empty()
+
+    def _notify_lost(self) -> None:
+        self._in_notify = False
+        self._notify_live = False
+        self._notify_channels = frozenset()
+        self._woken = True  # a take at once: events may have been missed
+
+    def _on_connection_disconnect(self, connection):
+        if self._notify is not None and self._notify.connection is connection:
+            self._notify_lost()
+        super()._on_connection_disconnect(connection)
+
+    def _poll_error(self, type, **options):
+        if type == "NOTIFY":
+            return self._notify_read()
+        return super()._poll_error(type, **options)
+
+    def close(self):
+        super().close()
+        pubsub, self._notify = self._notify, None
+        if pubsub is not None:
+            try:
+                pubsub.close()
+            except Exception:  # the broker is gone already
+                pass
+
+
+class Poller(kombu_redis.MultiChannelPoller):
+    """kombu's poller, watching each idle channel's keyspace events too (``NOTIFY``).
+
+    A channel with a backlog takes again anyway: its events are not watched meanwhile (each
+    message brings two, its push and its pop, and reading them one by one cost a quarter of
+    a burst's throughput); they wait in the socket and are read in one go once it is idle.
+    An event is read even while the channel may take nothing more (its prefetch is full):
+    it only marks the channel for a take, and an unread one would spin the event loop.
+
+    >>> isinstance(Transport.__new__(Transport), kombu_redis.Transport), issubclass(Poller, kombu_redis.MultiChannelPoller)
+    (True, True)
+    """
+
+    def on_poll_start(self):
+        for channel in self._channels:
+            if getattr(channel, "wants_keyspace_events", None) and channel.wants_keyspace_events():
+                self._register_NOTIFY(channel)
+                self._watch_NOTIFY(channel, not channel._take_next)
+        super().on_poll_start()
+
+    def _watch_NOTIFY(self, channel, watch: bool) -> None:
+        if watch == channel._notify_watched:
+            return
+        sock = self._chan_to_sock.get((channel, channel.notify_client, "NOTIFY"))
+        if sock is None:
+            return
+        if watch:
+            self.poller.register(sock, self.eventflags)
+        else:
+            self._unregister_from_poll(sock.fileno())
+        channel._notify_watched = watch
+
+    @property
+    def fds(self):
+        return {fd: chan for fd, chan in super().fds.items() if chan[1] != "NOTIFY" or chan[0]._notify_watched}
+
+    def _register_NOTIFY(self, channel):
+        pubsub = channel.notify_client
+        if not self._client_registered(channel, pubsub, "NOTIFY"):
+            channel._in_notify = False
+            self._register(channel, pubsub, "NOTIFY")
+            channel._notify_watched = True
+        if not channel._in_notify or channel._notify_for != frozenset(channel.active_queues):
+            channel._notify_subscribe()
+
+    def on_readable(self, fileno):
+        chan_type = self._fd_to_chan.get(fileno)
+        if chan_type is not None and chan_type[1] == "NOTIFY" and fileno not in self._paused_brpop:
+            return chan_type[0]._notify_read()
+        return super().on_readable(fileno)
+
+
+def envelope(item):
+    """A Redis list item as kombu's message envelope, or None when it is not one.
+
+    >>> envelope(b'{"body": "e30=", "properties": {"delivery_tag": "t"}}')["properties"]
+    {'delivery_tag': 't'}
+    >>> envelope(b'not json'), envelope(b'{"hello": 1}'), envelope(b'[1, 2]')
+    (None, None, None)
+    """
+    try:
+        message = loads(bytes_to_str(item))
+    except (ValueError, TypeError, UnicodeDecodeError):
+        return None
+    if isinstance(message, dict) and "body" in message and isinstance(message.get("properties"), dict):
+        return message
+    return None
+
 
 class Transport(kombu_redis.Transport):
     """``redis://`` with holder records (see the module docstring)."""
 
     Channel = Channel
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.cycle = Poller()
 
 
 def transport_for(broker_url: str) -> str | None:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import redis
 from kombu.transport import redis as kombu_redis
 
-from omnimind.redelivery import Channel, HolderQoS
+from omnimind.redelivery import Channel, HolderQoS, Poller
 
 __all__ = ["SentinelChannel", "SentinelHolderQoS", "SentinelTransport"]
 
@@ -49,9 +49,14 @@ class SentinelChannel(Channel, kombu_redis.SentinelChannel):
     """kombu's Sentinel channel taking and recording messages as :class:`omnimind.redelivery.Channel` does."""
 
     QoS = SentinelHolderQoS
+    from_transport_options = kombu_redis.SentinelChannel.from_transport_options + ("keyspace_wake",)
 
 
 class SentinelTransport(kombu_redis.SentinelTransport):
     """``sentinel://`` with holder records (see the module docstring)."""
 
     Channel = SentinelChannel
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.cycle = Poller()

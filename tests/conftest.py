@@ -239,7 +239,9 @@ def rabbitmq_url():
 
         skip_suite("rabbitmq", f"no RabbitMQ answers on {RABBITMQ_HOST}:{RABBITMQ_PORT} ({exc}); .ci/run installs and starts one")
     vhost = f"omnimind-test-{secrets.token_hex(4)}"
-    rabbitmqctl("add_vhost", vhost)
+    # As README "Sending work" sets a farm's vhost up: a stock Celery client's queue declaration
+    # (no x-queue-type) then equals the farm's quorum queues.
+    rabbitmqctl("add_vhost", vhost, "--default-queue-type", "quorum")
     try:
         rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
         yield f"amqp://guest:guest@{RABBITMQ_HOST}:{RABBITMQ_PORT}/{vhost}"

@@ -78,6 +78,11 @@ def _on_rejected(message=None, exc=None, **_):
     metrics.messages_refused.labels(reason=type(exc).__name__ if exc else "unknown").inc()
 
 
+def _on_unknown_task(name=None, **_):
+    # Celery logged it, rejected it (no requeue) and stored NotRegistered as its result.
+    metrics.messages_refused.labels(reason="unknown_task").inc()
+
+
 def _on_revoked(request=None, **_):
     metrics.tasks_total.labels(task=getattr(request, "name", "unknown"), state="revoked").inc()
 
@@ -91,6 +96,7 @@ _RECORDERS = (
     (signals.task_retry, _on_retry),
     (signals.task_rejected, _on_rejected),
     (signals.task_revoked, _on_revoked),
+    (signals.task_unknown, _on_unknown_task),
 )
 
 

@@ -65,6 +65,9 @@ class TimeLimitedTask(Task):
     'arguments'
     """
 
+    #: Celery's default strategy, refusing a message over OMNIMIND_MAX_MESSAGE_BYTES first.
+    Strategy = "workers.message_limits:size_limited"
+
     def __call__(self, *args, **kwargs):
         check_arguments(self, args, kwargs)
         watchdog = services.time_limit_watchdog()

@@ -98,8 +98,13 @@ batch_queue_delay_seconds = Histogram(
 bad_inputs = Counter(
     "omnimind_bad_inputs_total", "Requests rejected before reaching the model", ["task", "reason"]
 )
+#: ``omnimind_messages_refused_total{reason}``: messages a worker acknowledged (Redis) or rejected
+#: without requeue (RabbitMQ: dead-lettered where the queue has a dead-letter exchange) instead of
+#: running them: ContentDisallowed (a pickled message), unknown (JSON that is no Celery message),
+#: unknown_task, too_large (over OMNIMIND_MAX_MESSAGE_BYTES), not_an_envelope (a Redis list item
+#: that is not a kombu message at all).
 messages_refused = Counter(
-    "omnimind_messages_refused_total", "Broker messages refused (disallowed content type, malformed)", ["reason"]
+    "omnimind_messages_refused_total", "Broker messages refused instead of run (see the reason label)", ["reason"]
 )
 
 # --- Raft coordinator --------------------------------------------------------

@@ -214,3 +214,59 @@ def test_a_channel_closed_after_its_connection_went_gives_back_what_it_held(brok
     channel.connection.client = None  # what the closing kombu Connection leaves
     channel.close()
     assert waiting(redis_client) == 1 and redis_client.hlen("unacked") == 0
+
+
+def idle_consumer(conn, holder, got):
+    """A worker-like consumer of ``holder`` on ``conn``, idle and subscribed to its keyspace
+    events once returned (the caller exits the returned consumer)."""
+    set_holder(holder)
+    consumer = conn.Consumer(QUEUE, callbacks=[lambda body, message: got.append(message)], accept=["json"])
+    consumer.__enter__()
+    channel = conn.default_channel
+    wait_until(lambda: _drain(conn) or channel._notify_live, timeout=10, message="the keyspace subscription")
+    return consumer
+
+
+@pytest.mark.parametrize("producer_transport", [None, TRANSPORT_PATH], ids=["plain-kombu", "omnimind"])
+def test_an_idle_consumer_is_woken_by_any_producers_push_not_by_its_timer(broker, redis_server, redis_client,
+                                                                            producer_transport):
+    # The safety-net take runs every brpop_timeout: made 60 s here, so only the keyspace
+    # event can have woken the consumer within the deadline.
+    conn = Connection(redis_server.url, transport=TRANSPORT_PATH, transport_options={"polling_interval": 60})
+    got = []
+    consumer = idle_consumer(conn, "w@h/events", got)
+    try:
+        flags = redis_client.config_get("notify-keyspace-events")["notify-keyspace-events"]
+        assert "K" in str(flags) and "l" in str(flags)
+        for n in range(3):
+            with Connection(redis_server.url, transport=producer_transport) as producer:
+                publish(producer, 1)
+            wait_until(lambda n=n: _drain(conn) or len(got) == n + 1, timeout=20, message=f"message {n + 1}")
+        assert held(redis_client, "w@h/events") == {m.delivery_tag for m in got}
+        assert waiting(redis_client) == 0
+    finally:
+        consumer.__exit__(None, None, None)
+        set_holder(None)
+        conn.release()
+
+
+def test_without_config_the_consumer_falls_back_to_doorbells(broker, redis_server, redis_client):
+    # A Redis that refuses CONFIG (a managed one, an ACL): OmniMind's producers still wake
+    # the consumer at once through their doorbells.
+    redis_client.execute_command("ACL", "SETUSER", "noconfig", "on", ">pw", "~*", "&*", "+@all", "-config")
+    url = f"redis://noconfig:pw@127.0.0.1:{redis_server.port}/0"
+    conn = Connection(url, transport=TRANSPORT_PATH, transport_options={"polling_interval": 60})
+    got = []
+    set_holder("w@h/bells")
+    try:
+        with conn.Consumer(QUEUE, callbacks=[lambda body, message: got.append(message)], accept=["json"]):
+            channel = conn.default_channel
+            wait_until(lambda: _drain(conn) or channel._keyspace_refused, timeout=10, message="CONFIG refused")
+            with Connection(url, transport=TRANSPORT_PATH) as producer:
+                publish(producer, 1)
+            wait_until(lambda: _drain(conn) or got, timeout=20, message="the message, by its doorbell")
+            assert not channel._notify_live
+    finally:
+        set_holder(None)
+        conn.release()
+        redis_client.execute_command("ACL", "DELUSER", "noconfig")

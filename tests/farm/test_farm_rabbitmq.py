@@ -67,8 +67,11 @@ def test_every_task_runs_on_quorum_queues(amqp_worker, rabbitmq_app, rabbitmq_ur
 
     types = queue_types(rabbitmq_url)
     assert {q: types.get(q) for q in QUEUES} == {q: "quorum" for q in QUEUES}
+    # worker_direct's queues are declared with no type: they get the vhost's default, quorum on
+    # a vhost set up as README "Sending work" says (pidbox and event queues are exclusive or
+    # auto-delete, which stay classic).
     direct = {name: kind for name, kind in types.items() if name.endswith(".dq2")}
-    assert len(direct) == 4 and set(direct.values()) == {"classic"}, types
+    assert len(direct) == 4 and set(direct.values()) == {"quorum"}, types
 
     # The workers' cluster gauges read the depths through AMQP (passive declares).
     wait_until(lambda: "omnimind_queue_length{" in scrape(port), timeout=30, message="the queue-length gauges")

@@ -14,7 +14,7 @@ import pytest
 from omnimind.errors import NoNodeAvailable
 
 README = Path(__file__).resolve().parents[2] / "README.md"
-SECTIONS = ("## Sending work from Python", "## Vector memory and agents")
+SECTIONS = ("## Sending work", "## Vector memory and agents")
 
 
 def snippets(section: str) -> list[str]:
@@ -24,20 +24,22 @@ def snippets(section: str) -> list[str]:
     return re.findall(r"```python\n(.*?)```", text[start:end if end > 0 else None], flags=re.S)
 
 
-def test_the_readme_python_snippets_run_as_written(start_worker, tmp_path):
+def test_the_readme_python_snippets_run_as_written(start_worker, tmp_path, redis_server, monkeypatch):
+    monkeypatch.setenv("FARM_BROKER_URL", redis_server.url)  # the plain client's one setting
     start_worker("readme-inf", queues="inference")
     start_worker("readme-train", queues="training", pool="solo", concurrency=1, OMNIMIND_DATA_DIR=tmp_path / "train")
     start_worker("readme-mem", queues="memory", pool="solo", concurrency=1, OMNIMIND_DATA_DIR=tmp_path / "data")
     start_worker("readme-agents", queues="agents", pool="threads", concurrency=4)
     blocks = [block for section in SECTIONS for block in snippets(section)]
-    assert len(blocks) == 3, blocks
+    assert len(blocks) == 4, blocks
     printed = io.StringIO()
     for block in blocks:
         with contextlib.redirect_stdout(printed):
             exec(compile(block, str(README), "exec"), {})
     lines = printed.getvalue().splitlines()
-    assert "'model_version': 0" in lines[0] and "'outputs'" in lines[0]   # the first predict
-    assert "readme-inf@" in lines[1]   # the balancer's, on the chosen node's queue
+    assert "'model_version': 0" in lines[0] and "readme-inf@" in lines[0]   # the plain client's predict
+    assert "'model_version': 0" in lines[1] and "'outputs'" in lines[1]   # omnimind.app's
+    assert "readme-inf@" in lines[2]   # the balancer's, on the chosen node's queue
 
 
 def test_the_readme_says_what_a_gpu_requirement_does_on_a_cpu_farm(start_worker):

@@ -23,10 +23,13 @@ def predict(app, timeout=30):
 
 def consuming(client: redis.Redis) -> bool:
     """The worker's consumer is back: it declared its queue's binding in the new (empty)
-    Redis and waits on it with BRPOP."""
+    Redis and waits on it: subscribed to its keyspace events (omnimind.redelivery), or with
+    BRPOP where those are off."""
     try:
         if not client.exists("_kombu.binding.inference"):
             return False
+        if dict(client.pubsub_numsub("__keyspace@0__:inference")).get(b"__keyspace@0__:inference"):
+            return True
         return any(c.get("cmd") == "brpop" for c in client.client_list())
     except redis.RedisError:
         return False

@@ -26,6 +26,7 @@ writes then wait for one replica (``OMNIMIND_REDIS_MIN_REPLICAS``, omnimind.repl
 """
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Mapping
@@ -37,6 +38,11 @@ QUEUES = ("inference", "training", "memory", "agents")
 
 #: Drift detectors of ``omnimind.learning`` (their one home: settings validate them without importing torch).
 DRIFT_METHODS = ("cusum", "adwin", "page_hinkley", "kswin")
+
+#: Losses of ``omnimind.learning.losses`` (their one home, as for drift methods).
+LOSSES = ("mse", "huber", "cross_entropy", "bce")
+#: Optimizers of the online learner (``OMNIMIND_LEARNING_OPTIMIZER``).
+OPTIMIZERS = ("sgd", "adam", "adamw")
 
 #: Worker log formats (``OMNIMIND_LOG_FORMAT``).
 LOG_FORMATS = ("console", "json")
@@ -83,6 +89,20 @@ def _comma_list(value: str) -> tuple[str, ...]:
     return tuple(c for c in value.split(",") if c.strip())
 
 
+def _labels(value: str) -> tuple:
+    """Class labels: a JSON list (strings or integers) or comma-separated strings."""
+    value = value.strip()
+    if value.startswith("["):
+        try:
+            labels = json.loads(value)
+        except ValueError as exc:
+            raise ConfigError(f"OMNIMIND_MODEL_LABELS is not a JSON list: {exc}") from None
+        if not isinstance(labels, list) or not all(isinstance(v, (str, int)) for v in labels):
+            raise ConfigError("OMNIMIND_MODEL_LABELS must list strings or integers")
+        return tuple(labels)
+    return tuple(c.strip() for c in value.split(",") if c.strip())
+
+
 @dataclass(frozen=True)
 class Settings:
     broker_url: str = setting("BROKER_URL", DEFAULT_BROKER_URL)
@@ -127,10 +147,34 @@ class Settings:
     limits: Mapping[str, TimeLimit] = field(default_factory=lambda: dict(_DEFAULT_LIMITS))
     #: Maximum length of the experience stream (approximate trimming).
     experience_maxlen: int = setting("EXPERIENCE_MAXLEN", 100_000, minimum=1)
-    #: Online learner (training workers): SGD learning rate, loss ("mse" or
-    #: "cross_entropy"), drift method, replay capacity, checkpoint period in batches.
-    learning_rate: float = setting("LEARNING_RATE", 0.01, minimum=0.0)
-    learning_loss: str = setting("LEARNING_LOSS", "mse")
+    #: The served model's spec (``omnimind.learning.spec.ModelSpec``): its head ("regression",
+    #: "binary" or "multiclass"), class labels (a JSON list, or comma-separated strings; empty:
+    #: learned from the feedback), what an unseen label does ("refuse" or "grow"; empty: refuse
+    #: when labels are declared), online standardization of inputs and of regression targets,
+    #: and how many labels a classifier's ``top_k`` lists.
+    model_head: str = setting("MODEL_HEAD", "regression")
+    model_labels: tuple = setting("MODEL_LABELS", (), kind=str, convert=_labels)
+    model_label_policy: str = setting("MODEL_LABEL_POLICY", "")
+    model_standardize: bool = setting("MODEL_STANDARDIZE", True)
+    model_scale_target: bool = setting("MODEL_SCALE_TARGET", True)
+    model_top_k: int = setting("MODEL_TOP_K", 3, minimum=1)
+    #: Online learner (training workers): optimizer ("sgd", "adam", "adamw"), learning rate,
+    #: weight decay, gradient clipping (max global norm; 0: off), loss (empty: the head's own,
+    #: mse, bce or cross_entropy; or one of ``LOSSES``), drift method, replay capacity,
+    #: checkpoint period in batches.
+    learning_optimizer: str = setting("LEARNING_OPTIMIZER", "adam")
+    learning_rate: float = setting("LEARNING_RATE", 0.003, minimum=0.0)
+    learning_weight_decay: float = setting("LEARNING_WEIGHT_DECAY", 0.0, minimum=0.0)
+    learning_grad_clip: float = setting("LEARNING_GRAD_CLIP", 10.0, minimum=0.0)
+    learning_loss: str = setting("LEARNING_LOSS", "")
+    #: The update schedule: every ``learn`` takes a step on its new samples (at most
+    #: ``learning_batch_size`` per step) plus ``learning_replay_size`` replayed ones; while
+    #: the stream leaves time, up to ``learning_max_passes`` steps per call, spending at most
+    #: ``learning_time_budget`` of the time between calls.
+    learning_batch_size: int = setting("LEARNING_BATCH_SIZE", 32, minimum=1)
+    learning_replay_size: int = setting("LEARNING_REPLAY_SIZE", 16, minimum=0)
+    learning_max_passes: int = setting("LEARNING_MAX_PASSES", 8, minimum=1)
+    learning_time_budget: float = setting("LEARNING_TIME_BUDGET", 0.5, minimum=0.0)
     drift_method: str = setting("DRIFT_METHOD", "cusum")
     replay_capacity: int = setting("REPLAY_CAPACITY", 10_000, minimum=16)
     checkpoint_every: int = setting("CHECKPOINT_EVERY", 20, minimum=1)
@@ -146,6 +190,8 @@ class Settings:
     learner_torch_threads: int = setting("LEARNER_TORCH_THREADS", 1, minimum=1)
     challenger_window: int = setting("CHALLENGER_WINDOW", 256, minimum=1)
     challenger_check_every: int = setting("CHALLENGER_CHECK_EVERY", 128, minimum=1)
+    #: Paired samples the gate needs before its first verdict on a champion.
+    challenger_min_samples: int = setting("CHALLENGER_MIN_SAMPLES", 32, minimum=2)
     challenger_tolerance: float = setting("CHALLENGER_TOLERANCE", 0.98, minimum=0.0)
     challenger_min_interval: float = setting("CHALLENGER_MIN_INTERVAL", 1.0, minimum=0.0)
     #: Raft coordinator membership (all empty: this worker is not a member).
@@ -247,8 +293,15 @@ class Settings:
                 f"OMNIMIND_VISIBILITY_TIMEOUT ({self.visibility_timeout}s) must exceed the longest "
                 f"hard time limit ({longest}s)"
             )
-        if self.learning_loss not in ("mse", "cross_entropy"):
-            raise ConfigError(f"OMNIMIND_LEARNING_LOSS must be mse or cross_entropy, not {self.learning_loss!r}")
+        if self.learning_loss and self.learning_loss not in LOSSES:
+            raise ConfigError(f"OMNIMIND_LEARNING_LOSS must be one of {list(LOSSES)}, not {self.learning_loss!r}")
+        if self.learning_optimizer not in OPTIMIZERS:
+            raise ConfigError(
+                f"OMNIMIND_LEARNING_OPTIMIZER must be one of {list(OPTIMIZERS)}, not {self.learning_optimizer!r}")
+        if self.model_head not in ("regression", "binary", "multiclass"):
+            raise ConfigError(f"OMNIMIND_MODEL_HEAD must be regression, binary or multiclass, not {self.model_head!r}")
+        if self.model_label_policy not in ("", "refuse", "grow"):
+            raise ConfigError(f"OMNIMIND_MODEL_LABEL_POLICY must be refuse or grow, not {self.model_label_policy!r}")
         if self.challenger_publish not in ("leader", "off"):
             raise ConfigError(f"OMNIMIND_CHALLENGER_PUBLISH must be 'leader' or 'off', not {self.challenger_publish!r}")
         if self.drift_method not in DRIFT_METHODS:

@@ -9,12 +9,12 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
+from omnimind.config import OPTIMIZERS
+
 from .errors import InvalidFeedback
+from .losses import LOSSES, per_sample_loss
 
 __all__ = ["OnlineSGDConfig", "OnlineSGDLearner", "StepResult"]
-
-_LOSSES = ("mse", "cross_entropy")
-_OPTIMIZERS = ("sgd", "adam")
 
 
 @dataclass
@@ -26,17 +26,19 @@ class OnlineSGDConfig:
     """
 
     learning_rate: float = 0.01
-    optimizer: str = "sgd"  # "sgd" or "adam"
+    optimizer: str = "sgd"  # "sgd", "adam" or "adamw"
     momentum: float = 0.0
     weight_decay: float = 0.0
-    loss: str = "mse"  # "mse" (regression) or "cross_entropy" (classifiers, integer labels)
+    #: "mse" or "huber" (regression), "cross_entropy" (class indices), "bce" (0/1 targets);
+    #: see :mod:`omnimind.learning.losses`.
+    loss: str = "mse"
     grad_clip_norm: float | None = None
 
     def __post_init__(self) -> None:
-        if self.loss not in _LOSSES:
-            raise ValueError(f"loss must be one of {_LOSSES}, got {self.loss!r}")
-        if self.optimizer not in _OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {_OPTIMIZERS}, got {self.optimizer!r}")
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
 
 
 @dataclass(frozen=True)
@@ -102,8 +104,9 @@ class OnlineSGDLearner:
     def _reset(self) -> None:
         params = [p for p in self.model.parameters() if p.requires_grad]
         self._params = params
-        if self.config.optimizer == "adam":
-            self.optimizer: torch.optim.Optimizer = torch.optim.Adam(
+        if self.config.optimizer in ("adam", "adamw"):
+            adam = torch.optim.AdamW if self.config.optimizer == "adamw" else torch.optim.Adam
+            self.optimizer: torch.optim.Optimizer = adam(
                 params, lr=self.config.learning_rate, weight_decay=self.config.weight_decay
             )
         else:
@@ -197,6 +200,8 @@ class OnlineSGDLearner:
             y = y.to(torch.float32)
             if not bool(torch.isfinite(y).all()):
                 raise InvalidFeedback("targets contain NaN or inf", reason="non_finite")
+            if self.config.loss == "bce" and bool(((y < 0) | (y > 1)).any()):
+                raise InvalidFeedback("binary targets must lie in [0, 1]", reason="label_range")
             if y.dim() == 1:
                 y = y.unsqueeze(1)  # (n,) -> (n, 1) to match a single-output regressor
             if self._output_width is not None and tuple(y.shape[1:]) != (self._output_width,):
@@ -221,16 +226,11 @@ class OnlineSGDLearner:
             return self.model(inputs)
 
     def per_sample_loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """Loss of each sample (MSE averaged over output dims, or cross-entropy)."""
-        if self.config.loss == "cross_entropy":
-            return nn.functional.cross_entropy(outputs, targets, reduction="none")
-        if targets.shape != outputs.shape:
-            raise InvalidFeedback(
-                f"targets of shape {tuple(targets.shape)} do not match outputs {tuple(outputs.shape)}",
-                reason="shape",
-            )
-        squared = (outputs - targets).square()
-        return squared.reshape(squared.shape[0], -1).mean(dim=1)
+        """Loss of each sample (averaged over output dims; see :mod:`omnimind.learning.losses`)."""
+        try:
+            return per_sample_loss(self.config.loss, outputs, targets)
+        except ValueError as exc:
+            raise InvalidFeedback(str(exc), reason="shape") from None
 
     def step(self, inputs: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor | None = None) -> StepResult:
         """One optimizer step on validated tensors (see :meth:`validate`)."""

@@ -158,6 +158,10 @@ class Settings:
     model_standardize: bool = setting("MODEL_STANDARDIZE", True)
     model_scale_target: bool = setting("MODEL_SCALE_TARGET", True)
     model_top_k: int = setting("MODEL_TOP_K", 3, minimum=1)
+    #: Named inputs (JSON, see omnimind.signature), e.g. ``{"inputs": [{"name": "age", "dtype":
+    #: "float32"}, {"name": "city", "dtype": "string", "values": ["Oslo", "Lima"]}]}``; empty: one
+    #: float vector of ``model_input_size``.
+    model_signature: str = setting("MODEL_SIGNATURE", "")
     #: Online learner (training workers): optimizer ("sgd", "adam", "adamw"), learning rate,
     #: weight decay, gradient clipping (max global norm; 0: off), loss (empty: the head's own,
     #: mse, bce or cross_entropy; or one of ``LOSSES``), drift method, replay capacity,
@@ -300,6 +304,13 @@ class Settings:
                 f"OMNIMIND_LEARNING_OPTIMIZER must be one of {list(OPTIMIZERS)}, not {self.learning_optimizer!r}")
         if self.model_head not in ("regression", "binary", "multiclass"):
             raise ConfigError(f"OMNIMIND_MODEL_HEAD must be regression, binary or multiclass, not {self.model_head!r}")
+        if self.model_signature:
+            from omnimind.signature import Signature  # pure, no torch
+
+            try:
+                Signature.from_json(self.model_signature)
+            except (ValueError, TypeError) as exc:
+                raise ConfigError(f"OMNIMIND_MODEL_SIGNATURE is not a usable signature: {exc}") from None
         if self.model_label_policy not in ("", "refuse", "grow"):
             raise ConfigError(f"OMNIMIND_MODEL_LABEL_POLICY must be refuse or grow, not {self.model_label_policy!r}")
         if self.challenger_publish not in ("leader", "off"):

@@ -13,7 +13,7 @@ from omnimind.learning import InvalidFeedback
 from omnimind.redis_client import redis_client
 from omnimind.scaling.dispatch import DispatchGuard
 from omnimind.fence import AUTH_HEADER, FENCE_HEADER, SLOT_HEADER
-from omnimind.validation import as_array, as_examples, as_labels
+from omnimind.validation import as_array, as_labels
 from workers.context import node_id
 from workers.services import current_learner, learner as online_learner, serving_runtime
 from workers import retraining
@@ -26,11 +26,11 @@ _FEEDBACK_REASONS = {"dtype": "type", "length_mismatch": "shape", "non_finite_ou
                      "label_too_long": "bad_value", "label_range": "unknown_label"}
 
 
-def validate_feedback(inputs: Any, targets: Any, example_shape, classifier: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def validate_feedback(inputs: Any, targets: Any, runtime) -> tuple[np.ndarray, np.ndarray]:
     """``(inputs, targets)`` as arrays with one target row per example (a classifier's:
-    one label per example, strings or integers)."""
-    batch, single = as_examples(inputs, example_shape, settings.max_batch_size)
-    if classifier:
+    one label per example, strings or integers); inputs as the runtime's signature takes them."""
+    batch, single = runtime.examples(inputs)
+    if runtime.spec.is_classifier:
         return batch, as_labels(targets, batch.shape[0], single)
     y = as_array(targets, "targets")
     if single:
@@ -56,7 +56,7 @@ def learn(self, inputs: Any = None, targets: Any = None) -> dict:
     Returns ``{"accepted", "updates", "loss", "drift", "duplicate", "model_version", "node_id"}``.
     """
     runtime = serving_runtime()
-    x, y = validate_feedback(inputs, targets, runtime.example_shape, runtime.spec.is_classifier)
+    x, y = validate_feedback(inputs, targets, runtime)
     version = runtime.model_version
     learner = online_learner()
     try:

@@ -70,7 +70,11 @@ _MODE_FREE = (nn.Sequential, nn.ModuleList, nn.Linear, nn.ReLU, nn.LeakyReLU, nn
 
 
 def _feature_shape(model: nn.Module) -> tuple[int, ...] | None:
-    # The first Linear layer fixes the feature width; other models learn it from the first batch.
+    # Declared by the model factory (omnimind.models.factory), else the first Linear layer
+    # fixes the feature width; other models learn it from the first batch.
+    declared = getattr(model, "omnimind_input_shape", None)
+    if declared is not None:
+        return tuple(declared)
     for module in model.modules():
         if isinstance(module, nn.Linear):
             return (module.in_features,)
@@ -162,7 +166,9 @@ class OnlineSGDLearner:
         Nothing is modified on failure, so the learner stays valid.
         """
         try:
-            x = torch.as_tensor(inputs, dtype=torch.float32)
+            x = torch.as_tensor(inputs)
+            # Integer inputs are token ids for an embedding: they stay int64. Anything else is float32.
+            x = x.to(torch.int64) if not x.dtype.is_floating_point and x.dtype != torch.bool else x.to(torch.float32)
             y = torch.as_tensor(targets)
         except (TypeError, ValueError, RuntimeError) as exc:
             self._rejected_batches += 1
@@ -187,7 +193,7 @@ class OnlineSGDLearner:
                 f"inputs must have per-sample shape {self._feature_shape}, got {tuple(x.shape[1:])}",
                 reason="shape",
             )
-        if not bool(torch.isfinite(x).all()):
+        if x.dtype.is_floating_point and not bool(torch.isfinite(x).all()):
             raise InvalidFeedback("inputs contain NaN or inf", reason="non_finite")
         if self.config.loss == "cross_entropy":
             if y.dtype.is_floating_point:

@@ -59,11 +59,18 @@ def is_state_key(key: str) -> bool:
 
 def attach(model: nn.Module, spec: ModelSpec, *, input_width: int | None, output_width: int) -> nn.Module:
     """Give ``model`` the preprocessing state of ``spec`` (fresh: identity transforms); returns it."""
-    if spec.standardize and input_width is not None:
+    signature = spec.inputs
+    if spec.standardize and input_width is not None and (signature is None or not signature.sequence):
         model.register_buffer("omnimind_x_count", torch.zeros((), dtype=torch.float64))
         model.register_buffer("omnimind_x_mean", torch.zeros(input_width, dtype=torch.float64))
         model.register_buffer("omnimind_x_m2", torch.zeros(input_width, dtype=torch.float64))
+        # Which columns are numbers (one-hot and bool columns keep their 0/1): configuration, not state.
+        numeric = signature.numeric_columns if signature is not None else (True,) * input_width
+        model.register_buffer("omnimind_x_numeric", torch.tensor(numeric, dtype=torch.bool), persistent=False)
         model.register_forward_pre_hook(_standardize_hook)
+    if signature is not None and signature.sequence and signature.features[0].mask:
+        model.omnimind_pad_id = signature.features[0].pad
+        model.register_forward_pre_hook(_mask_hook)
     if spec.head == "regression" and spec.scale_target:
         model.register_buffer("omnimind_y_count", torch.zeros((), dtype=torch.float64))
         model.register_buffer("omnimind_y_mean", torch.zeros(output_width, dtype=torch.float64))
@@ -113,13 +120,21 @@ def standardize(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     if not hasattr(model, "omnimind_x_mean") or not x.dtype.is_floating_point or x.dim() != 2:
         return x
     mean, scale = model.omnimind_x_mean, _scale(model.omnimind_x_count, model.omnimind_x_m2)
-    return ((x - mean.to(x.dtype)) / scale.to(x.dtype))
+    scaled = (x - mean.to(x.dtype)) / scale.to(x.dtype)
+    return torch.where(model.omnimind_x_numeric, scaled, x)
 
 
 def _standardize_hook(module: nn.Module, args: tuple) -> tuple | None:
     if not args or not isinstance(args[0], torch.Tensor):
         return None
     return (standardize(module, args[0]), *args[1:])
+
+
+def _mask_hook(module: nn.Module, args: tuple) -> tuple | None:
+    # Token ids padded to max_len: the model gets the mask of real tokens as its second argument.
+    if len(args) != 1 or not isinstance(args[0], torch.Tensor) or args[0].dtype.is_floating_point:
+        return None
+    return (args[0], args[0] != module.omnimind_pad_id)
 
 
 def encode_targets(model: nn.Module, spec: ModelSpec, y: torch.Tensor) -> torch.Tensor:

@@ -33,6 +33,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from omnimind.config import LOSSES
+from omnimind.signature import Signature
 
 __all__ = ["HEADS", "LABEL_POLICIES", "ModelSpec"]
 
@@ -59,6 +60,8 @@ class ModelSpec:
     top_k: int = 3
     #: Longest label, in UTF-8 bytes of its JSON form (labels live in a fixed-size buffer).
     max_label_bytes: int = 64
+    #: Named inputs (``omnimind.signature.Signature.to_dict()`` form); None: one float vector.
+    signature: dict | None = None
     extras: dict = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
@@ -79,6 +82,13 @@ class ModelSpec:
             raise ValueError("labels must be distinct")
         if self.top_k < 1:
             raise ValueError("top_k must be at least 1")
+        if self.signature is not None:
+            object.__setattr__(self, "signature", Signature.from_json(self.signature).to_dict())
+
+    @property
+    def inputs(self) -> Signature | None:
+        """The parsed signature (None: one unnamed float vector)."""
+        return None if self.signature is None else Signature.from_json(self.signature)
 
     @property
     def is_classifier(self) -> bool:
@@ -111,6 +121,7 @@ class ModelSpec:
         loss = settings.learning_loss
         if head == "regression" and loss in ("cross_entropy", "bce"):
             head = "multiclass" if loss == "cross_entropy" else "binary"
+        signature = json.loads(settings.model_signature) if settings.model_signature else None
         return cls(head=head, loss=loss, standardize=settings.model_standardize,
                    scale_target=settings.model_scale_target, labels=tuple(settings.model_labels),
-                   label_policy=settings.model_label_policy, top_k=settings.model_top_k)
+                   label_policy=settings.model_label_policy, top_k=settings.model_top_k, signature=signature)

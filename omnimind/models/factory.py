@@ -79,9 +79,12 @@ def build_model(settings: Settings) -> nn.Module:
         model = factory(settings)
     if not isinstance(model, nn.Module):
         raise ConfigError(f"model factory {settings.model_factory!r} returned {type(model).__name__}, not a torch.nn.Module")
-    if not hasattr(model, "omnimind_input_shape"):
-        model.omnimind_input_shape = (settings.model_input_size,)
     spec = ModelSpec.from_settings(settings)
+    signature = spec.inputs
+    if not hasattr(model, "omnimind_input_shape"):
+        model.omnimind_input_shape = signature.example_shape if signature else (settings.model_input_size,)
+    # What the model's forward takes: float32 features, or int64 token ids (an nn.Embedding's input).
+    model.omnimind_input_dtype = torch.int64 if signature is not None and signature.sequence else torch.float32
     shape = tuple(model.omnimind_input_shape)
     width = output_width(model, spec, shape, settings.model_factory)
     preprocessing.attach(model, spec, input_width=shape[0] if len(shape) == 1 else None, output_width=width)
@@ -91,9 +94,10 @@ def build_model(settings: Settings) -> nn.Module:
 def output_width(model: nn.Module, spec: ModelSpec, shape: tuple, name: str = "the model") -> int:
     """The width of ``model``'s output on one example of ``shape``; raises ``ConfigError``
     when that output does not fit ``spec``'s head."""
+    dtype = getattr(model, "omnimind_input_dtype", torch.float32)
     try:
         with torch.no_grad():
-            out = model.eval()(torch.zeros((1, *shape)))
+            out = model.eval()(torch.zeros((1, *shape), dtype=dtype))
     except Exception as exc:  # the factory's module cannot run on its own declared input
         raise ConfigError(f"model factory {name!r}: a forward pass on one example of shape {shape} "
                           f"fails: {type(exc).__name__}: {exc}") from exc

@@ -68,6 +68,9 @@ class ModelRuntime:
         module = build_model(settings).to(self.device)
         self._served = ModelVersion(module, 0)
         self.example_shape = tuple(module.omnimind_input_shape)
+        self.example_dtype = module.omnimind_input_dtype
+        #: Named inputs (None: one unnamed float vector, validated by ``as_examples``).
+        self.signature = self.spec.inputs
         self.batcher: DynamicBatcher | None = None
         if settings.batching:
             self.batcher = DynamicBatcher(
@@ -90,7 +93,7 @@ class ModelRuntime:
         model whose output is not finite on it is refused."""
         served = served or self._served
         with torch.inference_mode():
-            output = served.model(torch.zeros((1, *self.example_shape), device=self.device))
+            output = served.model(torch.zeros((1, *self.example_shape), dtype=self.example_dtype, device=self.device))
         if not bool(torch.isfinite(output).all()):
             raise CorruptModel(self.settings.model_factory, served.number, "warm-up output is not finite")
 
@@ -109,9 +112,15 @@ class ModelRuntime:
         so requests already running finish on the version they started with."""
         self._served = candidate
 
+    def examples(self, inputs: Any) -> tuple[np.ndarray, bool]:
+        """``(batch, single)``: a request as this model's input batch, or ``InvalidInput``."""
+        if self.signature is not None:
+            return self.signature.encode(inputs, self.settings.max_batch_size)
+        return as_examples(inputs, self.example_shape, self.settings.max_batch_size)
+
     def predict(self, inputs: Any) -> Prediction:
         try:
-            batch, single = as_examples(inputs, self.example_shape, self.settings.max_batch_size)
+            batch, single = self.examples(inputs)
         except InvalidInput:
             if self.batcher is not None:
                 self.batcher.withdraw()  # it was announced (workers.batching), and will not join

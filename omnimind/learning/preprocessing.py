@@ -44,7 +44,7 @@ from torch import nn
 from .errors import InvalidFeedback
 from .spec import ModelSpec
 
-__all__ = ["attach", "observe", "standardize", "encode_targets", "decode_outputs", "decode_regression",
+__all__ = ["attach", "attach_mask", "observe", "standardize", "encode_targets", "decode_outputs", "decode_regression",
            "label_indices", "labels_of", "is_state_key", "STATE_PREFIX"]
 
 #: Buffers of this module's state start with this; no user module names a parameter so.
@@ -68,9 +68,6 @@ def attach(model: nn.Module, spec: ModelSpec, *, input_width: int | None, output
         numeric = signature.numeric_columns if signature is not None else (True,) * input_width
         model.register_buffer("omnimind_x_numeric", torch.tensor(numeric, dtype=torch.bool), persistent=False)
         model.register_forward_pre_hook(_standardize_hook)
-    if signature is not None and signature.sequence and signature.features[0].mask:
-        model.omnimind_pad_id = signature.features[0].pad
-        model.register_forward_pre_hook(_mask_hook)
     if spec.head == "regression" and spec.scale_target:
         model.register_buffer("omnimind_y_count", torch.zeros((), dtype=torch.float64))
         model.register_buffer("omnimind_y_mean", torch.zeros(output_width, dtype=torch.float64))
@@ -84,6 +81,16 @@ def attach(model: nn.Module, spec: ModelSpec, *, input_width: int | None, output
         model.register_buffer("omnimind_label_count", torch.zeros((), dtype=torch.int64))
         for label in spec.labels:
             _add_label(model, spec, label)
+    return model
+
+
+def attach_mask(model: nn.Module, spec: ModelSpec) -> nn.Module:
+    """For a token-sequence signature with ``mask``: ``model(ids)`` calls the module's
+    forward as ``forward(ids, ids != pad)``, wherever it is called from."""
+    signature = spec.inputs
+    if signature is not None and signature.sequence and signature.features[0].mask:
+        model.omnimind_pad_id = signature.features[0].pad
+        model.register_forward_pre_hook(_mask_hook)
     return model
 
 

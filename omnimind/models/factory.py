@@ -86,6 +86,7 @@ def build_model(settings: Settings) -> nn.Module:
     # What the model's forward takes: float32 features, or int64 token ids (an nn.Embedding's input).
     model.omnimind_input_dtype = torch.int64 if signature is not None and signature.sequence else torch.float32
     shape = tuple(model.omnimind_input_shape)
+    preprocessing.attach_mask(model, spec)
     width = output_width(model, spec, shape, settings.model_factory)
     preprocessing.attach(model, spec, input_width=shape[0] if len(shape) == 1 else None, output_width=width)
     return model.eval()

@@ -63,13 +63,16 @@ class UpdateBudget:
 
     def passes(self, now: float) -> int:
         """The passes the call arriving at ``now`` may take."""
+        gap = None
         if self._last_call is not None:
             gap = max(0.0, now - self._last_call)
             self._interval = gap if self._interval is None else self._mix(self._interval, gap)
         self._last_call = now
-        if self._interval is None or not self._step:
+        if gap is None or not self._step:
             return 1
-        return max(1, min(self.max_passes, math.floor(self.share * self._interval / self._step)))
+        # The smoothed pace, or this gap when shorter: a stream that speeds up gets fewer passes at once.
+        pace = min(self._interval, gap)
+        return max(1, min(self.max_passes, math.floor(self.share * pace / self._step)))
 
     def spent(self, seconds: float, steps: int) -> None:
         """The call took ``steps`` passes in ``seconds``."""

@@ -104,7 +104,7 @@ def run_farm(name, dataset, head, classes, rate, batch, data_dir, redis_url) -> 
     publisher.leader_fence = lambda: store.fence()  # a one-node farm: this learner leads
     runtime = ModelRuntime(settings)
     learner = LearnerService(settings, runtime, client, f"quick-{name}-{time.time_ns()}")
-    errors, published = 0, 0
+    errors, learner_errors, published = 0, 0, 0
     interval = batch / rate
     started = time.monotonic()
     for i, start in enumerate(range(0, len(x), batch)):
@@ -124,9 +124,15 @@ def run_farm(name, dataset, head, classes, rate, batch, data_dir, redis_url) -> 
             predicted = [order[int(k)] for k in out.argmax(dim=1)]
             targets = np.asarray([[order.index(v)] for v in yb], dtype=np.float32)
         errors += sum(p != t for p, t in zip(predicted, yb))
+        if HEADS:  # the learner's own prequential error, beside the served one
+            with torch.no_grad():
+                mine = learner.system.model.eval()(torch.from_numpy(xb))
+            rows, _ = preprocessing.decode_outputs(learner.system.model, learner.spec, mine.numpy())
+            learner_errors += sum(row["label"] != t for row, t in zip(rows, yb))
         learner.learn(xb, targets, champion.number, f"{name}-{i}")
         published = learner.champion.number
-    return {"samples": len(x), "served_error": errors / len(x), "versions_published": published,
+    return {"samples": len(x), "served_error": errors / len(x),
+            "learner_error": learner_errors / len(x) if HEADS else None, "versions_published": published,
             "seconds": round(time.monotonic() - started, 1)}
 
 

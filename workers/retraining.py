@@ -45,7 +45,7 @@ def retrain(settings: Settings, client, runtime: ModelRuntime, learner: LearnerS
     # learned in the shadow's units, and the served model is judged in them too (InShadowUnits).
     data = replace(data, x=data.x.to(runtime.example_dtype),
                    y=data.y if spec.is_classifier else preprocessing.encode_targets(shadow, spec, data.y))
-    judged = served if spec.is_classifier else replace(served, model=InShadowUnits(served.model, shadow))
+    judged = served if spec.is_classifier else replace(served, model=InShadowUnits(served.model, shadow).eval())
     trainer = ContinuousTrainer(
         ModelVersionManager(judged.model, initial_version=served.number),
         loss=spec.loss,

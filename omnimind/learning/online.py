@@ -13,6 +13,7 @@ from omnimind.config import OPTIMIZERS
 
 from .errors import InvalidFeedback
 from .losses import LOSSES, per_sample_loss
+from .preprocessing import is_state_key
 
 __all__ = ["OnlineSGDConfig", "OnlineSGDLearner", "StepResult"]
 
@@ -285,7 +286,9 @@ class OnlineSGDLearner:
     def load_weights(self, state_dict: Mapping[str, torch.Tensor]) -> None:
         """Continue from other weights (a served version): in place, with a fresh
         optimizer state, and those weights as the divergence guard's rollback point."""
-        self.model.load_state_dict(state_dict, strict=True)
+        # Weights published before preprocessing state existed keep the learner's own.
+        kept = {k: v for k, v in self.model.state_dict().items() if is_state_key(k) and k not in state_dict}
+        self.model.load_state_dict({**kept, **state_dict}, strict=True)
         self.optimizer.state.clear()
         self.optimizer.zero_grad(set_to_none=True)
         torch._foreach_copy_(self._last_good, [p.detach() for p in self._params])

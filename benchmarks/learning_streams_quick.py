@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -97,6 +98,9 @@ def run_farm(name, dataset, head, classes, rate, batch, data_dir, redis_url) -> 
     else:
         env["OMNIMIND_LEARNING_LOSS"] = "cross_entropy"
         mlp.outputs = classes
+    # OMNIMIND_* variables of this process win: the tuned case besides the defaults.
+    env.update({k: v for k, v in os.environ.items() if k.startswith("OMNIMIND_") and k not in (
+        "OMNIMIND_REDIS_URL", "OMNIMIND_BROKER_URL", "OMNIMIND_DATA_DIR")})
     settings = Settings.from_env(env)
     client = redis_client(redis_url)
     client.flushdb()
@@ -105,6 +109,8 @@ def run_farm(name, dataset, head, classes, rate, batch, data_dir, redis_url) -> 
     runtime = ModelRuntime(settings)
     learner = LearnerService(settings, runtime, client, f"quick-{name}-{time.time_ns()}")
     errors, learner_errors, published = 0, 0, 0
+    trace_served: list[bool] = []
+    trace_learner: list[bool] = []
     interval = batch / rate
     started = time.monotonic()
     for i, start in enumerate(range(0, len(x), batch)):
@@ -123,17 +129,31 @@ def run_farm(name, dataset, head, classes, rate, batch, data_dir, redis_url) -> 
         else:
             predicted = [order[int(k)] for k in out.argmax(dim=1)]
             targets = np.asarray([[order.index(v)] for v in yb], dtype=np.float32)
-        errors += sum(p != t for p, t in zip(predicted, yb))
+        served_wrong = [p != t for p, t in zip(predicted, yb)]
+        errors += sum(served_wrong)
+        trace_served.extend(served_wrong)
         if HEADS:  # the learner's own prequential error, beside the served one
             with torch.no_grad():
                 mine = learner.system.model.eval()(torch.from_numpy(xb))
             rows, _ = preprocessing.decode_outputs(learner.system.model, learner.spec, mine.numpy())
-            learner_errors += sum(row["label"] != t for row, t in zip(rows, yb))
+            mine_wrong = [row["label"] != t for row, t in zip(rows, yb)]
+            learner_errors += sum(mine_wrong)
+            trace_learner.extend(mine_wrong)
         learner.learn(xb, targets, champion.number, f"{name}-{i}")
         published = learner.champion.number
     return {"samples": len(x), "served_error": errors / len(x),
             "learner_error": learner_errors / len(x) if HEADS else None, "versions_published": published,
+            "gate_refusals": dict(learner._refusals),
+            "error_by_block": {"block": BLOCK, "served": _blocks(trace_served), "learner": _blocks(trace_learner)},
             "seconds": round(time.monotonic() - started, 1)}
+
+
+#: Samples per block of the error trace.
+BLOCK = 100
+
+
+def _blocks(wrong: list) -> list:
+    return [round(float(np.mean(wrong[i:i + BLOCK])), 3) for i in range(0, len(wrong), BLOCK)]
 
 
 def run_river(name, dataset) -> dict:

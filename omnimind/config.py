@@ -194,6 +194,10 @@ class Settings:
     learner_torch_threads: int = setting("LEARNER_TORCH_THREADS", 1, minimum=1)
     challenger_window: int = setting("CHALLENGER_WINDOW", 256, minimum=1)
     challenger_check_every: int = setting("CHALLENGER_CHECK_EVERY", 128, minimum=1)
+    #: What the gate compares champion and challenger on: "loss" (the model's own loss: squared
+    #: error, or log loss for a classifier, which also judges its probabilities) or
+    #: "error_rate" (a classifier's mistakes, 0/1 per sample).
+    challenger_metric: str = setting("CHALLENGER_METRIC", "loss")
     #: Paired samples the gate needs before its first verdict on a champion.
     challenger_min_samples: int = setting("CHALLENGER_MIN_SAMPLES", 32, minimum=2)
     challenger_tolerance: float = setting("CHALLENGER_TOLERANCE", 0.98, minimum=0.0)
@@ -313,6 +317,8 @@ class Settings:
                 raise ConfigError(f"OMNIMIND_MODEL_SIGNATURE is not a usable signature: {exc}") from None
         if self.model_label_policy not in ("", "refuse", "grow"):
             raise ConfigError(f"OMNIMIND_MODEL_LABEL_POLICY must be refuse or grow, not {self.model_label_policy!r}")
+        if self.challenger_metric not in ("loss", "error_rate"):
+            raise ConfigError(f"OMNIMIND_CHALLENGER_METRIC must be loss or error_rate, not {self.challenger_metric!r}")
         if self.challenger_publish not in ("leader", "off"):
             raise ConfigError(f"OMNIMIND_CHALLENGER_PUBLISH must be 'leader' or 'off', not {self.challenger_publish!r}")
         if self.drift_method not in DRIFT_METHODS:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import math
 import threading
 import time
 from collections import deque
@@ -38,6 +39,7 @@ from omnimind.learning import (
     preprocessing, save_checkpoint,
 )
 from omnimind.learning.budget import UpdateBudget
+from omnimind.learning.losses import per_sample_errors
 from omnimind.learning.spec import ModelSpec
 from omnimind.models.runtime import ModelRuntime
 from omnimind.models.store import ModelStore
@@ -82,10 +84,17 @@ class LearnerService:
         self.budget = UpdateBudget(max_passes=settings.learning_max_passes, share=settings.learning_time_budget)
         self.system.continue_from(served.number)
         self.champion = ModelVersion(copy.deepcopy(served.model).to("cpu").eval(), served.number)
+        #: The gate's metric: the model's own loss (log loss for a classifier), or a classifier's error rate.
+        self.gate_metric = settings.challenger_metric
+        if self.gate_metric == "error_rate" and not self.spec.is_classifier:
+            raise ValueError("OMNIMIND_CHALLENGER_METRIC=error_rate needs a classifier head")
         self.gate = ChallengerGate(
             window=settings.challenger_window, min_samples=min(settings.challenger_min_samples, settings.challenger_window),
             check_every=settings.challenger_check_every, tolerance=settings.challenger_tolerance,
             min_interval=settings.challenger_min_interval,
+            # A 10x worse error rate is no sign of divergence (a champion with 1 mistake in the
+            # window); a diverging classifier shows in non-finite outputs, handled in learn().
+            **({} if self.gate_metric == "loss" else {"divergence_factor": math.inf}),
         )
         self._lock = threading.Lock()
         self.checkpoint_dir = Path(settings.data_dir) / "learner" / node_id.replace("/", "_")
@@ -157,7 +166,7 @@ class LearnerService:
         with self._lock:
             before = self.system.samples_seen
             xt, yt = torch.from_numpy(x), torch.from_numpy(y)
-            champion_losses = self._champion_losses(xt, yt)
+            champion_losses, champion_errors = self._champion_losses(xt, yt)
             started = time.monotonic()
             passes = self.budget.passes(started)
             try:
@@ -173,7 +182,7 @@ class LearnerService:
                 self._reset_from_champion()
                 result = self.system.observe(xt, yt)
             self.budget.spent(time.monotonic() - started, result.updates)
-            self._score(result, champion_losses, xt, yt)
+            self._score(result, champion_losses, champion_errors, xt, yt)
             outcome = {
                 "accepted": result.accepted,
                 "updates": result.updates,
@@ -193,8 +202,9 @@ class LearnerService:
                 self._checkpoint()
         return {**outcome, "duplicate": False}
 
-    def _champion_losses(self, x: torch.Tensor, y: torch.Tensor) -> list[float]:
-        """The served model's per-sample loss, on arrival (before the challenger learns)."""
+    def _champion_losses(self, x: torch.Tensor, y: torch.Tensor) -> tuple[list[float], list[float]]:
+        """The served model's per-sample loss and (a classifier's) 0/1 mistakes, on arrival
+        (before the challenger learns)."""
         learner = self.system.online_learner
         x, y = learner.validate(x, y)  # the same refusals as the learner's own
         with torch.inference_mode():
@@ -203,9 +213,11 @@ class LearnerService:
                 # In the challenger's target units: each model scales targets with its own statistics.
                 outputs = self.system.encode_targets(preprocessing.decode_regression(self.champion.model, outputs))
             losses = learner.per_sample_loss(outputs, self.system.encode_targets(y))
-        return losses.tolist()
+            mistakes = per_sample_errors(self.spec.loss, outputs, y)
+        return losses.tolist(), [] if mistakes is None else mistakes.tolist()
 
-    def _score(self, result, champion_losses: list[float], x: torch.Tensor, y: torch.Tensor) -> None:
+    def _score(self, result, champion_losses: list[float], champion_errors: list[float], x: torch.Tensor,
+               y: torch.Tensor) -> None:
         drift_row = 0
         if result.drift_events:
             self._drift_at = result.drift_events[-1].sample_index
@@ -214,7 +226,10 @@ class LearnerService:
             self.gate.drift()
             self._before_drift = list(self._recent) + list(zip(x[:drift_row], y[:drift_row]))
             self._recent.clear()
-        self.gate.observe(result.sample_losses[drift_row:], champion_losses[drift_row:])
+        if self.gate_metric == "error_rate":
+            self.gate.observe(result.sample_errors[drift_row:], champion_errors[drift_row:])
+        else:
+            self.gate.observe(result.sample_losses[drift_row:], champion_losses[drift_row:])
         self._recent.extend(zip(x[drift_row:], y[drift_row:]))
 
     def _fits_old_concept_better(self) -> bool:

@@ -22,7 +22,7 @@ from torch import nn
 
 from omnimind.config import LOSSES
 
-__all__ = ["LOSSES", "per_sample_loss", "is_classifier_loss", "error_magnitude"]
+__all__ = ["LOSSES", "per_sample_loss", "per_sample_errors", "is_classifier_loss", "error_magnitude"]
 
 #: Transition point of the Huber loss (quadratic below, linear above), in target units.
 HUBER_DELTA = 1.0
@@ -48,6 +48,21 @@ def per_sample_loss(loss: str, outputs: torch.Tensor, targets: torch.Tensor) -> 
     else:
         raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
     return values.reshape(values.shape[0], -1).mean(dim=1)
+
+
+def per_sample_errors(loss: str, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor | None:
+    """A classifier's mistakes, one 0/1 float per sample (their mean is the error rate);
+    None for a regression loss.
+
+    >>> per_sample_errors("cross_entropy", torch.tensor([[2.0, 0.0], [0.0, 1.0]]), torch.tensor([0, 0])).tolist()
+    [0.0, 1.0]
+    """
+    if loss == "cross_entropy":
+        return (outputs.argmax(dim=1) != targets).to(torch.float32)
+    if loss == "bce":
+        wrong = (outputs > 0).to(targets.dtype) != targets
+        return wrong.reshape(wrong.shape[0], -1).any(dim=1).to(torch.float32)
+    return None
 
 
 def error_magnitude(loss: str, per_sample: torch.Tensor) -> torch.Tensor:

@@ -15,7 +15,7 @@ from . import preprocessing
 from .drift import ConceptDriftDetector
 from .errors import InvalidFeedback
 from .events import DriftEvent, ObserveResult
-from .losses import error_magnitude
+from .losses import error_magnitude, per_sample_errors
 from .online import OnlineSGDConfig, OnlineSGDLearner
 from .prequential import PrequentialMetrics
 from .replay import PrioritizedReplayBuffer
@@ -188,11 +188,8 @@ class OnlineLearningSystem:
             # poison the replay priorities and the drift statistics.
             learner.count_rejected()
             raise InvalidFeedback("feedback makes the model output overflow", reason="non_finite_output")
-        correct = None
-        if learner.config.loss == "cross_entropy":
-            correct = (outputs.argmax(dim=1) == y).numpy()
-        elif learner.config.loss == "bce":
-            correct = ((outputs > 0).to(y.dtype) == y).reshape(y.shape[0], -1).all(dim=1).numpy()
+        mistakes = per_sample_errors(learner.config.loss, outputs, y)
+        correct = None if mistakes is None else (mistakes == 0).numpy()
         priorities = self._priority(per_sample)
         self.metrics.update(losses, correct)
         # Error magnitude (|actual - prediction| for one output): the same number
@@ -226,7 +223,8 @@ class OnlineLearningSystem:
         else:
             while self._pending_count >= self.batch_size:
                 step_losses.append(self._update_from_pending())
-        return ObserveResult(x.shape[0], len(step_losses), tuple(step_losses), tuple(events), tuple(losses.tolist()))
+        return ObserveResult(x.shape[0], len(step_losses), tuple(step_losses), tuple(events), tuple(losses.tolist()),
+                             () if mistakes is None else tuple(mistakes.tolist()))
 
     async def learn_from_stream(self, data_stream: AsyncIterator[tuple[Any, Any]]) -> int:
         """Consume ``(input, target)`` pairs (single samples or small batches) until the stream ends.

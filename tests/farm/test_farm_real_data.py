@@ -114,7 +114,8 @@ def customer(rng):
 def test_tabular_classifier_takes_named_features_and_string_labels(start_worker, celery_app, tmp_path):
     spec = dict(OMNIMIND_MODEL_FACTORY="tests.farm.real_data_models:tabular_classifier",
                 OMNIMIND_MODEL_SIGNATURE=TABULAR_SIGNATURE, OMNIMIND_MODEL_HEAD="multiclass")
-    start_worker("tab-train", **trainer_env(tmp_path, **spec))
+    # The tuned case: the gate judges this classifier on its error rate (the text test: log loss).
+    start_worker("tab-train", **trainer_env(tmp_path, OMNIMIND_CHALLENGER_METRIC="error_rate", **spec))
     start_worker("tab-serve", queues="inference", pool="threads", concurrency=2, OMNIMIND_DATA_DIR=tmp_path / "i",
                  **spec)
     rng = np.random.default_rng(5)

@@ -19,7 +19,9 @@ The script also runs against an older checkout (``PYTHONPATH`` pointing at it):
 without ``omnimind.learning.spec`` it feeds integer class labels with
 ``OMNIMIND_LEARNING_LOSS=cross_entropy``, as a user had to then.
 
-Run: ``.venv/bin/python benchmarks/learning_streams_quick.py [--rate 50] [--batch 5] [--out FILE.json]``.
+Run: ``.venv/bin/python benchmarks/learning_streams_quick.py [--rate 50] [--batch 5] [--before OLD.json]``;
+writes benchmarks/results/learning_streams_quick.{json,md} (``--out`` elsewhere: JSON only). ``--before``
+adds the served error of an earlier run (e.g. of an older checkout) to the table.
 """
 from __future__ import annotations
 
@@ -175,6 +177,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=5, help="samples per learn call")
     parser.add_argument("--streams", default="phishing,image_segments")
     parser.add_argument("--out", default="")
+    parser.add_argument("--before", default="", help="an earlier run's JSON, shown beside this one")
     args = parser.parse_args()
     # The factory setting names this module: let it resolve to this very module (and its ``mlp.outputs``).
     sys.modules.setdefault("benchmarks.learning_streams_quick", sys.modules[__name__])
@@ -195,8 +198,37 @@ def main() -> None:
     finally:
         server.terminate()
         server.wait()
+    if args.before:
+        results["before"] = json.loads(Path(args.before).read_text())
     if args.out:
         Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
+        return
+    out = ROOT / "benchmarks" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "learning_streams_quick.json").write_text(json.dumps(results, indent=2) + "\n")
+    (out / "learning_streams_quick.md").write_text(markdown(results))
+    print(markdown(results))
+
+
+def markdown(results: dict) -> str:
+    before = results.get("before", {}).get("streams", {})
+    lines = ["# Quick prequential check: River's bundled streams through the learner service", "",
+             f"In-process (no Celery), real Redis; {results['rate']:g} samples/s in learn calls of "
+             f"{results['batch']}, each mini-batch predicted by the served version (the gate's champion) "
+             "before it is learned. Error rate of those predictions over the whole stream.", "",
+             "| stream | served error | learner's own error | versions published | River, same run | "
+             "served / River | served error before |", "|---|---|---|---|---|---|---|"]
+    for name, run in results["streams"].items():
+        farm, river = run["farm"], run["river"]
+        old = before.get(name, {}).get("farm", {}).get("served_error")
+        lines.append(f"| {name} | {farm['served_error']:.3f} | "
+                     f"{'-' if farm['learner_error'] is None else format(farm['learner_error'], '.3f')} | "
+                     f"{farm['versions_published']} | {river['error']:.3f} ({river['model']}) | "
+                     f"{farm['served_error'] / river['error']:.2f} | {'-' if old is None else format(old, '.3f')} |")
+    if before:
+        lines += ["", "Before: the same script on an older checkout (integer labels, "
+                      "`OMNIMIND_LEARNING_LOSS=cross_entropy`, its defaults otherwise)."]
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

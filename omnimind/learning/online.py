@@ -111,8 +111,9 @@ class OnlineSGDLearner:
         self._params = params
         if self.config.optimizer in ("adam", "adamw"):
             adam = torch.optim.AdamW if self.config.optimizer == "adamw" else torch.optim.Adam
+            # foreach: one fused update over all parameters (small models: per-tensor dispatch dominates).
             self.optimizer: torch.optim.Optimizer = adam(
-                params, lr=self.config.learning_rate, weight_decay=self.config.weight_decay
+                params, lr=self.config.learning_rate, weight_decay=self.config.weight_decay, foreach=True
             )
         else:
             self.optimizer = torch.optim.SGD(

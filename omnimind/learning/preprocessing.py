@@ -67,11 +67,19 @@ def attach(model: nn.Module, spec: ModelSpec, *, input_width: int | None, output
         # Which columns are numbers (one-hot and bool columns keep their 0/1): configuration, not state.
         numeric = signature.numeric_columns if signature is not None else (True,) * input_width
         model.register_buffer("omnimind_x_numeric", torch.tensor(numeric, dtype=torch.bool), persistent=False)
+        # Derived from the statistics (not state): what the forward pass subtracts and divides by.
+        model.register_buffer("omnimind_x_shift", torch.zeros(input_width), persistent=False)
+        model.register_buffer("omnimind_x_scale", torch.ones(input_width), persistent=False)
         model.register_forward_pre_hook(_standardize_hook)
     if spec.head == "regression" and spec.scale_target:
         model.register_buffer("omnimind_y_count", torch.zeros((), dtype=torch.float64))
         model.register_buffer("omnimind_y_mean", torch.zeros(output_width, dtype=torch.float64))
         model.register_buffer("omnimind_y_m2", torch.zeros(output_width, dtype=torch.float64))
+        model.register_buffer("omnimind_y_shift", torch.zeros(output_width), persistent=False)
+        model.register_buffer("omnimind_y_scale", torch.ones(output_width), persistent=False)
+    if hasattr(model, "omnimind_x_mean") or hasattr(model, "omnimind_y_mean"):
+        # Loading a version's statistics (a swap, a rollback, a resumed learner) refreshes what derives from them.
+        model.register_load_state_dict_post_hook(lambda module, _keys: _refresh(module))
     if spec.is_classifier:
         classes = 2 if spec.head == "binary" else output_width
         if len(spec.labels) > classes:
@@ -113,6 +121,18 @@ def _scale(count: torch.Tensor, m2: torch.Tensor) -> torch.Tensor:
     return torch.where(variance > _EPS, variance.sqrt(), torch.ones_like(variance))
 
 
+def _refresh(model: nn.Module) -> None:
+    # float32 shift/scale for the forward pass and the targets, from the float64 statistics.
+    with torch.no_grad():
+        if hasattr(model, "omnimind_x_mean"):
+            numeric = model.omnimind_x_numeric
+            model.omnimind_x_shift.copy_(torch.where(numeric, model.omnimind_x_mean, 0.0))
+            model.omnimind_x_scale.copy_(torch.where(numeric, _scale(model.omnimind_x_count, model.omnimind_x_m2), 1.0))
+        if hasattr(model, "omnimind_y_mean"):
+            model.omnimind_y_shift.copy_(model.omnimind_y_mean)
+            model.omnimind_y_scale.copy_(_scale(model.omnimind_y_count, model.omnimind_y_m2))
+
+
 def observe(model: nn.Module, spec: ModelSpec, x: torch.Tensor, y: torch.Tensor | None = None) -> None:
     """Fold a validated batch into the running statistics (call before learning from it)."""
     with torch.no_grad():
@@ -120,15 +140,14 @@ def observe(model: nn.Module, spec: ModelSpec, x: torch.Tensor, y: torch.Tensor 
             _update(model.omnimind_x_count, model.omnimind_x_mean, model.omnimind_x_m2, x)
         if y is not None and hasattr(model, "omnimind_y_mean"):
             _update(model.omnimind_y_count, model.omnimind_y_mean, model.omnimind_y_m2, y)
+    _refresh(model)
 
 
 def standardize(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """``x`` standardized with ``model``'s running statistics (what its forward sees)."""
     if not hasattr(model, "omnimind_x_mean") or not x.dtype.is_floating_point or x.dim() != 2:
         return x
-    mean, scale = model.omnimind_x_mean, _scale(model.omnimind_x_count, model.omnimind_x_m2)
-    scaled = (x - mean.to(x.dtype)) / scale.to(x.dtype)
-    return torch.where(model.omnimind_x_numeric, scaled, x)
+    return (x - model.omnimind_x_shift.to(x.dtype)) / model.omnimind_x_scale.to(x.dtype)
 
 
 def _standardize_hook(module: nn.Module, args: tuple) -> tuple | None:
@@ -148,16 +167,18 @@ def encode_targets(model: nn.Module, spec: ModelSpec, y: torch.Tensor) -> torch.
     """Regression targets in the units the model learns (standardized when ``scale_target``)."""
     if not hasattr(model, "omnimind_y_mean"):
         return y
-    mean, scale = model.omnimind_y_mean, _scale(model.omnimind_y_count, model.omnimind_y_m2)
-    return (y - mean.to(y.dtype)) / scale.to(y.dtype)
+    return (y - model.omnimind_y_shift.to(y.device, y.dtype)) / model.omnimind_y_scale.to(y.device, y.dtype)
 
 
 def decode_regression(model: nn.Module, outputs: torch.Tensor) -> torch.Tensor:
     """Model outputs back in target units."""
     if not hasattr(model, "omnimind_y_mean"):
         return outputs
-    mean, scale = model.omnimind_y_mean, _scale(model.omnimind_y_count, model.omnimind_y_m2)
-    return outputs * scale.to(outputs.device, outputs.dtype) + mean.to(outputs.device, outputs.dtype)
+    if outputs.dtype == torch.float64:  # serving: exact, from the statistics themselves
+        scale = _scale(model.omnimind_y_count, model.omnimind_y_m2).to(outputs.device)
+        return outputs * scale + model.omnimind_y_mean.to(outputs.device)
+    return outputs * model.omnimind_y_scale.to(outputs.device, outputs.dtype) \
+        + model.omnimind_y_shift.to(outputs.device, outputs.dtype)
 
 
 # ---------------------------------------------------------------------------- labels

@@ -162,15 +162,20 @@ class Settings:
     #: "float32"}, {"name": "city", "dtype": "string", "values": ["Oslo", "Lima"]}]}``; empty: one
     #: float vector of ``model_input_size``.
     model_signature: str = setting("MODEL_SIGNATURE", "")
-    #: Online learner (training workers): optimizer ("sgd", "adam", "adamw"), learning rate,
-    #: weight decay, gradient clipping (max global norm; 0: off), loss (empty: the head's own,
-    #: mse, bce or cross_entropy; or one of ``LOSSES``), drift method, replay capacity,
-    #: checkpoint period in batches.
-    learning_optimizer: str = setting("LEARNING_OPTIMIZER", "adam")
-    learning_rate: float = setting("LEARNING_RATE", 0.003, minimum=0.0)
+    #: Online learner (training workers): optimizer ("sgd", "adam", "adamw"; empty: adam for a
+    #: classifier, sgd for a regressor), learning rate (unset: 0.003 for adam/adamw, 0.01 for
+    #: sgd), weight decay, gradient clipping (max global norm; 0: off), loss (empty: the head's
+    #: own, mse, bce or cross_entropy; or one of ``LOSSES``), drift method, replay capacity,
+    #: checkpoint period in batches. (Adam learns real classification streams several times
+    #: faster; on a regression stream that changes abruptly, SGD follows the change sooner:
+    #: benchmarks/learning_streams_quick.py and benchmarks/freshness.py.)
+    learning_optimizer: str = setting("LEARNING_OPTIMIZER", "")
+    learning_rate: float | None = setting("LEARNING_RATE", None, kind=float, minimum=0.0)
     learning_weight_decay: float = setting("LEARNING_WEIGHT_DECAY", 0.0, minimum=0.0)
     learning_grad_clip: float = setting("LEARNING_GRAD_CLIP", 10.0, minimum=0.0)
     learning_loss: str = setting("LEARNING_LOSS", "")
+    #: A detected drift multiplies the learning rate by this for the next 10 learn calls.
+    learning_drift_boost: float = setting("LEARNING_DRIFT_BOOST", 2.0, minimum=1.0)
     #: The update schedule: every ``learn`` takes a step on its new samples (at most
     #: ``learning_batch_size`` per step) plus ``learning_replay_size`` replayed ones; while
     #: the stream leaves time, up to ``learning_max_passes`` steps per call, spending at most
@@ -303,7 +308,7 @@ class Settings:
             )
         if self.learning_loss and self.learning_loss not in LOSSES:
             raise ConfigError(f"OMNIMIND_LEARNING_LOSS must be one of {list(LOSSES)}, not {self.learning_loss!r}")
-        if self.learning_optimizer not in OPTIMIZERS:
+        if self.learning_optimizer and self.learning_optimizer not in OPTIMIZERS:
             raise ConfigError(
                 f"OMNIMIND_LEARNING_OPTIMIZER must be one of {list(OPTIMIZERS)}, not {self.learning_optimizer!r}")
         if self.model_head not in ("regression", "binary", "multiclass"):

@@ -50,6 +50,18 @@ from workers.learner_status import VERSIONS_REPORTED, count_learning, learner_su
 logger = logging.getLogger(__name__)
 
 
+def optimizer(settings: Settings, spec: ModelSpec) -> str:
+    """``OMNIMIND_LEARNING_OPTIMIZER``, or the head's default: adam for a classifier, sgd for a regressor."""
+    return settings.learning_optimizer or ("adam" if spec.is_classifier else "sgd")
+
+
+def learning_rate(settings: Settings, spec: ModelSpec) -> float:
+    """``OMNIMIND_LEARNING_RATE``, or the optimizer's default: 0.003 for adam/adamw, 0.01 for sgd."""
+    if settings.learning_rate is not None:
+        return settings.learning_rate
+    return 0.01 if optimizer(settings, spec) == "sgd" else 0.003
+
+
 class LearnerService:
     """Owns one ``OnlineLearningSystem``, its champion, and everything it writes outside memory."""
 
@@ -69,7 +81,7 @@ class LearnerService:
         self.system = OnlineLearningSystem(
             copy.deepcopy(served.model).to("cpu").train(),
             config=OnlineSGDConfig(
-                learning_rate=settings.learning_rate, optimizer=settings.learning_optimizer,
+                learning_rate=learning_rate(settings, self.spec), optimizer=optimizer(settings, self.spec),
                 weight_decay=settings.learning_weight_decay, loss=self.spec.loss,
                 grad_clip_norm=settings.learning_grad_clip or None,
             ),
@@ -80,6 +92,7 @@ class LearnerService:
             rng=np.random.default_rng(settings.model_seed),
             step_every_observe=True,
             spec=self.spec,
+            lr_boost_factor=settings.learning_drift_boost,
         )
         self.budget = UpdateBudget(max_passes=settings.learning_max_passes, share=settings.learning_time_budget)
         self.system.continue_from(served.number)
@@ -210,9 +223,10 @@ class LearnerService:
         with torch.inference_mode():
             outputs = self.champion.model(x)
             if not self.spec.is_classifier:
-                # In the challenger's target units: each model scales targets with its own statistics.
-                outputs = self.system.encode_targets(preprocessing.decode_regression(self.champion.model, outputs))
-            losses = learner.per_sample_loss(outputs, self.system.encode_targets(y))
+                # In target units, as the learner's own prequential losses (each version scales targets
+                # with its own statistics).
+                outputs = preprocessing.decode_regression(self.champion.model, outputs)
+            losses = learner.per_sample_loss(outputs, y)
             mistakes = per_sample_errors(self.spec.loss, outputs, y)
         return losses.tolist(), [] if mistakes is None else mistakes.tolist()
 

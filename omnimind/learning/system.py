@@ -35,7 +35,7 @@ class OnlineLearningSystem:
     IS-weighted step runs and the replay priorities of the whole mini-batch are
     refreshed from the step's errors. The drift detector watches the error
     magnitude (one-sided CUSUM by default: only a worsening model is drift). A drift doubles ``config.learning_rate``
-    for the next ``lr_boost_batches`` updates and emits a :class:`DriftEvent`
+    for the next ``lr_boost_batches`` updates (``observe`` calls with ``step_every_observe``) and emits a :class:`DriftEvent`
     (``drift_events`` and the ``on_drift`` callback).
 
     The seed's schedule waits for ``batch_size`` samples. With
@@ -182,7 +182,11 @@ class OnlineLearningSystem:
         outputs = learner.predict(x)
         with torch.no_grad():
             per_sample = learner.per_sample_loss(outputs, self.encode_targets(y))
-        losses = per_sample.numpy().astype(np.float64)
+            # Metrics, drift and the caller see the loss in target units; replay priorities, like
+            # the steps that refresh them, read it in the units the model learns.
+            raw = per_sample if self.spec is None or self.spec.is_classifier else \
+                learner.per_sample_loss(preprocessing.decode_regression(self.model, outputs), y)
+        losses = raw.numpy().astype(np.float64)
         if not np.all(np.isfinite(losses)):
             # Finite but extreme inputs can overflow the model; such a sample would
             # poison the replay priorities and the drift statistics.
@@ -192,9 +196,8 @@ class OnlineLearningSystem:
         correct = None if mistakes is None else (mistakes == 0).numpy()
         priorities = self._priority(per_sample)
         self.metrics.update(losses, correct)
-        # Error magnitude (|actual - prediction| for one output): the same number
-        # the replay priority uses.
-        errors = priorities.numpy().astype(np.float64)
+        # Error magnitude (|actual - prediction| for one output), in target units.
+        errors = self._priority(raw).numpy().astype(np.float64)
 
         events = []
         update_error = self.drift_detector.update_error
@@ -220,6 +223,7 @@ class OnlineLearningSystem:
                 step_losses.append(self._update(*newest))
             for _ in range(max(1, int(passes)) - 1):
                 step_losses.append(self._update(*newest))
+            self._count_boosted_batch()  # this schedule's boost counts calls, whatever their passes
         else:
             while self._pending_count >= self.batch_size:
                 step_losses.append(self._update_from_pending())
@@ -280,7 +284,8 @@ class OnlineLearningSystem:
         else:
             logger.warning("non-finite loss %s: step skipped, last good weights restored", result.loss)
         self._batches += 1
-        self._count_boosted_batch()
+        if not self.step_every_observe:
+            self._count_boosted_batch()
         return result.loss
 
     # ---------------------------------------------------------------- drift

@@ -90,7 +90,7 @@ def _comma_list(value: str) -> tuple[str, ...]:
 
 
 def _labels(value: str) -> tuple:
-    """Class labels: a JSON list (strings or integers) or comma-separated strings."""
+    """Class labels: a JSON list (strings, integers or booleans) or comma-separated strings."""
     value = value.strip()
     if value.startswith("["):
         try:

@@ -63,7 +63,7 @@ def as_examples(
 
 
 def as_labels(value: Any, count: int, single: bool, name: str = "targets") -> np.ndarray:
-    """A classifier's targets: one label (a string or an integer) per example, as an
+    """A classifier's targets: one label (a string, an integer or a bool) per example, as an
     object array of ``count`` labels, or ``InvalidInput``.
 
     >>> as_labels(["cat", "dog"], 2, single=False).tolist(), as_labels("cat", 1, single=True).tolist()
@@ -71,7 +71,7 @@ def as_labels(value: Any, count: int, single: bool, name: str = "targets") -> np
     >>> as_labels([1.5], 1, single=False)
     Traceback (most recent call last):
     ...
-    omnimind.errors.InvalidInput: type: 'targets' labels must be strings or integers (got 1.5)
+    omnimind.errors.InvalidInput: type: 'targets' labels must be strings, integers or booleans (got 1.5)
     """
     if value is None:
         raise InvalidInput("missing_field", f"'{name}' is required")
@@ -84,8 +84,8 @@ def as_labels(value: Any, count: int, single: bool, name: str = "targets") -> np
     for label in labels:
         if isinstance(label, float) and np.isfinite(label) and label.is_integer():
             label = int(label)
-        if isinstance(label, bool) or not isinstance(label, (str, int)):
-            raise InvalidInput("type", f"'{name}' labels must be strings or integers (got {label!r})")
+        if not isinstance(label, (str, int)):  # a bool is an int
+            raise InvalidInput("type", f"'{name}' labels must be strings, integers or booleans (got {label!r})")
         out.append(label)
     if len(out) != count:
         raise InvalidInput("shape", f"got {count} example(s) but {len(out)} label(s)")

@@ -193,8 +193,9 @@ def labels_of(model: nn.Module) -> list:
 
 
 def _encode_label(spec: ModelSpec, label: Any) -> bytes:
-    if isinstance(label, bool) or not isinstance(label, (str, int)):
-        raise InvalidFeedback(f"a label must be a string or an integer, not {type(label).__name__}", reason="type")
+    if not isinstance(label, (str, int)):  # a bool is an int, and JSON keeps it apart from 0 and 1
+        raise InvalidFeedback(f"a label must be a string, an integer or a bool, not {type(label).__name__}",
+                              reason="type")
     raw = json.dumps(label).encode("utf-8")
     if len(raw) > spec.max_label_bytes:
         raise InvalidFeedback(f"label longer than {spec.max_label_bytes} bytes", reason="label_too_long")

@@ -121,3 +121,12 @@ def test_spec_refuses_a_loss_that_does_not_fit_its_head_and_reads_the_old_classi
     assert ModelSpec.from_settings(Settings(learning_loss="cross_entropy")).head == "multiclass"
     assert ModelSpec.from_settings(Settings()).loss == "mse"
     assert ModelSpec.from_settings(Settings(model_head="regression", learning_loss="huber")).loss == "huber"
+
+
+def test_boolean_labels_stay_apart_from_0_and_1():
+    spec = ModelSpec(head="binary")
+    model = preprocessing.attach(nn.Linear(2, 1), spec, input_width=2, output_width=1)
+    assert preprocessing.label_indices(model, spec, [True, False, True]).tolist() == [0, 1, 0]
+    assert preprocessing.labels_of(model) == [True, False]
+    with pytest.raises(InvalidFeedback):  # the head has two labels, and 1 is neither
+        preprocessing.label_indices(model, spec, [1])

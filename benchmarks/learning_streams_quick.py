@@ -221,10 +221,11 @@ def markdown(results: dict) -> str:
     for name, run in results["streams"].items():
         farm, river = run["farm"], run["river"]
         old = before.get(name, {}).get("farm", {}).get("served_error")
-        lines.append(f"| {name} | {farm['served_error']:.3f} | "
-                     f"{'-' if farm['learner_error'] is None else format(farm['learner_error'], '.3f')} | "
-                     f"{farm['versions_published']} | {river['error']:.3f} ({river['model']}) | "
-                     f"{farm['served_error'] / river['error']:.2f} | {'-' if old is None else format(old, '.3f')} |")
+        mine = "-" if farm["learner_error"] is None else format(farm["learner_error"], ".3f")
+        model = river["model"].replace("|", "\\|")  # a pipe inside a table cell
+        lines.append(f"| {name} | {farm['served_error']:.3f} | {mine} | {farm['versions_published']} | "
+                     f"{river['error']:.3f} ({model}) | {farm['served_error'] / river['error']:.2f} | "
+                     f"{'-' if old is None else format(old, '.3f')} |")
     if before:
         lines += ["", "Before: the same script on an older checkout (integer labels, "
                       "`OMNIMIND_LEARNING_LOSS=cross_entropy`, its defaults otherwise)."]

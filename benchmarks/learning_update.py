@@ -10,8 +10,8 @@ Measures, in the same process and on the same model (the farm's default MLP,
   (validation, prediction, drift detector, prequential metrics, replay add,
   then the update above) with the replay buffer full (10 000 items);
 * ``observe_32_farm``: the same call as the farm's learner makes it with default settings
-  (``workers/learner.py``): a step on every call (here one pass, what a fast stream gets),
-  Adam at 0.003 with gradient clipping, and online preprocessing (the input and target
+  (``workers/learner.py``) for this regressor: a step on every call (here one pass, what a fast
+  stream gets), SGD at 0.01 with gradient clipping, and online preprocessing (the input and target
   statistics updated, targets standardized at every step);
 * ``extra_pass_farm``: what each further pass of a slow stream's call costs on top.
 
@@ -79,7 +79,8 @@ def make_farm_system(seed: int) -> OnlineLearningSystem:
     torch.manual_seed(seed)
     spec = ModelSpec()
     model = preprocessing.attach(default_model(), spec, input_width=IN_FEATURES, output_width=1)
-    system = OnlineLearningSystem(model, config=OnlineSGDConfig(learning_rate=0.003, optimizer="adam",
+    # A regressor's defaults: SGD at 0.01 (workers.learner.optimizer/learning_rate), clipping at 10.
+    system = OnlineLearningSystem(model, config=OnlineSGDConfig(learning_rate=0.01, optimizer="sgd",
                                                                 grad_clip_norm=10.0),
                                   rng=np.random.default_rng(seed), step_every_observe=True, spec=spec)
     gen = torch.Generator().manual_seed(seed)
@@ -160,7 +161,8 @@ def main() -> None:
               "drift detector, prequential metrics, replay add + sample(16) + priority update, IS-weighted",
               "step, divergence check). Target: p99 ≤ 2 000 µs (the seed asked < 100 ms).",
               "`observe_32_farm` is the same call as the farm's learner makes it (one step per call: a fast",
-              "stream's; Adam with clipping; input/target statistics updated and targets standardized);",
+              "stream's; a regressor's defaults: SGD with clipping; input/target statistics updated, targets",
+              "standardized);",
               "`extra_pass_farm` is what each further pass of a slow stream adds ((4 passes - 1 pass) / 3).",
              f"Host load average (1 min) after the run: {result['loadavg_1m_after']:.2f} on "
              f"{os.cpu_count()} CPUs; p99 with 2 torch threads is sensitive to other jobs."]

@@ -41,12 +41,12 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from omnimind.config import Settings  # noqa: E402
-from omnimind.embedded_redis import free_port, start_redis  # noqa: E402
-from omnimind.redis_client import redis_client  # noqa: E402
+from omnimind.config import Settings
+from omnimind.embedded_redis import free_port, start_redis
+from omnimind.redis_client import redis_client
 
 try:
-    from omnimind.learning import preprocessing  # noqa: E402
+    from omnimind.learning import preprocessing
     HEADS = True
 except ImportError:  # an older checkout
     HEADS = False
@@ -84,9 +84,9 @@ def load(dataset):
 
 def run_farm(name, dataset, head, classes, rate, batch, data_dir, redis_url) -> dict:
     from omnimind.models.runtime import ModelRuntime
+    from omnimind.models.store import ModelStore
     from workers import publisher
     from workers.learner import LearnerService
-    from omnimind.models.store import ModelStore
 
     x, labels = load(dataset)
     order = sorted(set(labels), key=str)
@@ -159,7 +159,8 @@ def _blocks(wrong: list) -> list:
 
 
 def run_river(name, dataset) -> dict:
-    from river import linear_model, neighbors, preprocessing as rp
+    from river import linear_model, neighbors
+    from river import preprocessing as rp
     model = (rp.StandardScaler() | linear_model.LogisticRegression()) if name == "phishing" else \
         (rp.StandardScaler() | neighbors.KNNClassifier())
     errors = n = 0

@@ -54,7 +54,7 @@ import numpy as np
 
 from omnimind.errors import InvalidInput
 
-__all__ = ["Feature", "Signature", "DTYPES"]
+__all__ = ["DTYPES", "Feature", "Signature"]
 
 DTYPES = ("float32", "int64", "bool", "string")
 #: Longest string value (UTF-8 bytes) unless a feature declares ``max_length``.
@@ -123,7 +123,7 @@ class Signature:
             raise ValueError("tabular inputs are scalars, or float32 vectors of shape [k]")
 
     @classmethod
-    def from_json(cls, raw: str | dict) -> "Signature":
+    def from_json(cls, raw: str | dict) -> Signature:
         data = json.loads(raw) if isinstance(raw, str) else raw
         inputs = data.get("inputs") if isinstance(data, dict) else data
         if not isinstance(inputs, list):

@@ -22,7 +22,7 @@ from torch import nn
 
 from omnimind.config import LOSSES
 
-__all__ = ["LOSSES", "per_sample_loss", "per_sample_errors", "is_classifier_loss", "error_magnitude"]
+__all__ = ["LOSSES", "error_magnitude", "is_classifier_loss", "per_sample_errors", "per_sample_loss"]
 
 #: Transition point of the Huber loss (quadratic below, linear above), in target units.
 HUBER_DELTA = 1.0

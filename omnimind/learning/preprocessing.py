@@ -35,7 +35,8 @@ ones (identity transforms): see :func:`is_state_key`.
 from __future__ import annotations
 
 import json
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -44,8 +45,19 @@ from torch import nn
 from .errors import InvalidFeedback
 from .spec import ModelSpec
 
-__all__ = ["attach", "attach_mask", "observe", "standardize", "encode_targets", "decode_outputs", "decode_regression",
-           "label_indices", "labels_of", "is_state_key", "STATE_PREFIX"]
+__all__ = [
+    "STATE_PREFIX",
+    "attach",
+    "attach_mask",
+    "decode_outputs",
+    "decode_regression",
+    "encode_targets",
+    "is_state_key",
+    "label_indices",
+    "labels_of",
+    "observe",
+    "standardize",
+]
 
 #: Buffers of this module's state start with this; no user module names a parameter so.
 STATE_PREFIX = "omnimind_"

@@ -94,7 +94,7 @@ class ModelSpec:
     def is_classifier(self) -> bool:
         return self.head != "regression"
 
-    def with_loss(self, loss: str) -> "ModelSpec":
+    def with_loss(self, loss: str) -> ModelSpec:
         return replace(self, loss=loss)
 
     def to_json(self) -> str:
@@ -103,13 +103,13 @@ class ModelSpec:
         return json.dumps(data, sort_keys=True)
 
     @classmethod
-    def from_json(cls, raw: str) -> "ModelSpec":
+    def from_json(cls, raw: str) -> ModelSpec:
         data = json.loads(raw)
         data["labels"] = tuple(data.get("labels") or ())
         return cls(**data)
 
     @classmethod
-    def from_settings(cls, settings: Any) -> "ModelSpec":
+    def from_settings(cls, settings: Any) -> ModelSpec:
         """The spec a farm's settings declare (``OMNIMIND_MODEL_HEAD``, ``OMNIMIND_LEARNING_LOSS``,
         ``OMNIMIND_MODEL_LABELS``, ``OMNIMIND_MODEL_LABEL_POLICY``, ``OMNIMIND_MODEL_STANDARDIZE``,
         ``OMNIMIND_MODEL_SCALE_TARGET``, ``OMNIMIND_MODEL_TOP_K``).

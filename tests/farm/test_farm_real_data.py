@@ -162,11 +162,11 @@ def scaled_rows(rng, n):
 
 def test_features_1e5_apart_learn_publish_and_preprocessing_travels_with_the_version(
         start_worker, celery_app, redis_client, tmp_path):
+    from omnimind.app import settings
     from omnimind.learning.preprocessing import decode_regression
     from omnimind.models.factory import build_model
     from omnimind.models.serialization import load_into
     from omnimind.models.store import ModelStore
-    from omnimind.app import settings
 
     start_worker("reg-train", **trainer_env(tmp_path))
     servers = [start_worker(f"reg-serve{i}", queues="inference", pool="threads", concurrency=2,

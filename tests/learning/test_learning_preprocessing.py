@@ -6,7 +6,11 @@ from torch import nn
 
 from omnimind.learning import InvalidFeedback, preprocessing
 from omnimind.learning.spec import ModelSpec
-from omnimind.models.serialization import decode_state_dict, encode_state_dict, load_into
+from omnimind.models.serialization import (
+    decode_state_dict,
+    encode_state_dict,
+    load_into,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -18,7 +22,8 @@ def one_torch_thread():
     torch.set_num_threads(threads)
 
 
-def _regressor(spec=ModelSpec(), width=4, out=1):
+def _regressor(spec=None, width=4, out=1):
+    spec = spec or ModelSpec()
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(width, 8), nn.ReLU(), nn.Linear(8, out))
     return preprocessing.attach(model, spec, input_width=width, output_width=out)

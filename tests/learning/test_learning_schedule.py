@@ -6,7 +6,12 @@ import pytest
 import torch
 from torch import nn
 
-from omnimind.learning import ChallengerGate, OnlineLearningSystem, OnlineSGDConfig, preprocessing
+from omnimind.learning import (
+    ChallengerGate,
+    OnlineLearningSystem,
+    OnlineSGDConfig,
+    preprocessing,
+)
 from omnimind.learning.budget import UpdateBudget
 from omnimind.learning.losses import per_sample_loss
 from omnimind.learning.spec import ModelSpec

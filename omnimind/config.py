@@ -40,6 +40,7 @@ writes then wait for one replica (``OMNIMIND_REDIS_MIN_REPLICAS``, omnimind.repl
 """
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Mapping
@@ -51,6 +52,11 @@ QUEUES = ("inference", "training", "memory", "agents")
 
 #: Drift detectors of ``omnimind.learning`` (their one home: settings validate them without importing torch).
 DRIFT_METHODS = ("cusum", "adwin", "page_hinkley", "kswin")
+
+#: Losses of ``omnimind.learning.losses`` (their one home, as for drift methods).
+LOSSES = ("mse", "huber", "cross_entropy", "bce")
+#: Optimizers of the online learner (``OMNIMIND_LEARNING_OPTIMIZER``).
+OPTIMIZERS = ("sgd", "adam", "adamw")
 
 #: Worker log formats (``OMNIMIND_LOG_FORMAT``).
 LOG_FORMATS = ("console", "json")
@@ -106,6 +112,20 @@ def _comma_list(value: str) -> tuple[str, ...]:
     return tuple(c for c in value.split(",") if c.strip())
 
 
+def _labels(value: str) -> tuple[str | int | bool, ...]:
+    """Class labels: a JSON list (strings, integers or booleans) or comma-separated strings."""
+    value = value.strip()
+    if value.startswith("["):
+        try:
+            labels = json.loads(value)
+        except ValueError as exc:
+            raise ConfigError(f"OMNIMIND_MODEL_LABELS is not a JSON list: {exc}") from None
+        if not isinstance(labels, list) or not all(isinstance(v, (str, int)) for v in labels):
+            raise ConfigError("OMNIMIND_MODEL_LABELS must list strings or integers")
+        return tuple(labels)
+    return tuple(c.strip() for c in value.split(",") if c.strip())
+
+
 @dataclass(frozen=True)
 class Settings:
     broker_url: str = setting("BROKER_URL", DEFAULT_BROKER_URL)
@@ -159,10 +179,43 @@ class Settings:
     limits: Mapping[str, TimeLimit] = field(default_factory=lambda: dict(_DEFAULT_LIMITS))
     #: Maximum length of the experience stream (approximate trimming).
     experience_maxlen: int = setting("EXPERIENCE_MAXLEN", 100_000, minimum=1)
-    #: Online learner (training workers): SGD learning rate, loss ("mse" or
-    #: "cross_entropy"), drift method, replay capacity, checkpoint period in batches.
-    learning_rate: float = setting("LEARNING_RATE", 0.01, minimum=0.0)
-    learning_loss: str = setting("LEARNING_LOSS", "mse")
+    #: The served model's spec (``omnimind.learning.spec.ModelSpec``): its head ("regression",
+    #: "binary" or "multiclass"), class labels (a JSON list, or comma-separated strings; empty:
+    #: learned from the feedback), what an unseen label does ("refuse" or "grow"; empty: refuse
+    #: when labels are declared), online standardization of inputs and of regression targets,
+    #: and how many labels a classifier's ``top_k`` lists.
+    model_head: str = setting("MODEL_HEAD", "regression")
+    model_labels: tuple[str | int | bool, ...] = setting("MODEL_LABELS", (), kind=str, convert=_labels)
+    model_label_policy: str = setting("MODEL_LABEL_POLICY", "")
+    model_standardize: bool = setting("MODEL_STANDARDIZE", True)
+    model_scale_target: bool = setting("MODEL_SCALE_TARGET", True)
+    model_top_k: int = setting("MODEL_TOP_K", 3, minimum=1)
+    #: Named inputs (JSON, see omnimind.signature), e.g. ``{"inputs": [{"name": "age", "dtype":
+    #: "float32"}, {"name": "city", "dtype": "string", "values": ["Oslo", "Lima"]}]}``; empty: one
+    #: float vector of ``model_input_size``.
+    model_signature: str = setting("MODEL_SIGNATURE", "")
+    #: Online learner (training workers): optimizer ("sgd", "adam", "adamw"; empty: adam for a
+    #: classifier, sgd for a regressor), learning rate (unset: 0.003 for adam/adamw, 0.01 for
+    #: sgd), weight decay, gradient clipping (max global norm; 0: off), loss (empty: the head's
+    #: own, mse, bce or cross_entropy; or one of ``LOSSES``), drift method, replay capacity,
+    #: checkpoint period in batches. (Adam learns real classification streams several times
+    #: faster; on a regression stream that changes abruptly, SGD follows the change sooner:
+    #: benchmarks/learning_streams_quick.py and benchmarks/freshness.py.)
+    learning_optimizer: str = setting("LEARNING_OPTIMIZER", "")
+    learning_rate: float | None = setting("LEARNING_RATE", None, kind=float, minimum=0.0)
+    learning_weight_decay: float = setting("LEARNING_WEIGHT_DECAY", 0.0, minimum=0.0)
+    learning_grad_clip: float = setting("LEARNING_GRAD_CLIP", 10.0, minimum=0.0)
+    learning_loss: str = setting("LEARNING_LOSS", "")
+    #: A detected drift multiplies the learning rate by this for the next 10 learn calls.
+    learning_drift_boost: float = setting("LEARNING_DRIFT_BOOST", 2.0, minimum=1.0)
+    #: The update schedule: every ``learn`` takes a step on its new samples (at most
+    #: ``learning_batch_size`` per step) plus ``learning_replay_size`` replayed ones; while
+    #: the stream leaves time, up to ``learning_max_passes`` steps per call, spending at most
+    #: ``learning_time_budget`` of the time between calls.
+    learning_batch_size: int = setting("LEARNING_BATCH_SIZE", 32, minimum=1)
+    learning_replay_size: int = setting("LEARNING_REPLAY_SIZE", 16, minimum=0)
+    learning_max_passes: int = setting("LEARNING_MAX_PASSES", 8, minimum=1)
+    learning_time_budget: float = setting("LEARNING_TIME_BUDGET", 0.5, minimum=0.0)
     drift_method: str = setting("DRIFT_METHOD", "cusum")
     replay_capacity: int = setting("REPLAY_CAPACITY", 10_000, minimum=16)
     checkpoint_every: int = setting("CHECKPOINT_EVERY", 20, minimum=1)
@@ -178,6 +231,12 @@ class Settings:
     learner_torch_threads: int = setting("LEARNER_TORCH_THREADS", 1, minimum=1)
     challenger_window: int = setting("CHALLENGER_WINDOW", 256, minimum=1)
     challenger_check_every: int = setting("CHALLENGER_CHECK_EVERY", 128, minimum=1)
+    #: What the gate compares champion and challenger on: "loss" (the model's own loss: squared
+    #: error, or log loss for a classifier, which also judges its probabilities) or
+    #: "error_rate" (a classifier's mistakes, 0/1 per sample).
+    challenger_metric: str = setting("CHALLENGER_METRIC", "loss")
+    #: Paired samples the gate needs before its first verdict on a champion.
+    challenger_min_samples: int = setting("CHALLENGER_MIN_SAMPLES", 32, minimum=2)
     challenger_tolerance: float = setting("CHALLENGER_TOLERANCE", 0.98, minimum=0.0)
     challenger_min_interval: float = setting("CHALLENGER_MIN_INTERVAL", 1.0, minimum=0.0)
     #: Raft coordinator membership (all empty: this worker is not a member).
@@ -293,8 +352,24 @@ class Settings:
                 f"OMNIMIND_VISIBILITY_TIMEOUT ({self.visibility_timeout}s) must exceed the longest "
                 f"hard time limit ({longest}s)"
             )
-        if self.learning_loss not in ("mse", "cross_entropy"):
-            raise ConfigError(f"OMNIMIND_LEARNING_LOSS must be mse or cross_entropy, not {self.learning_loss!r}")
+        if self.learning_loss and self.learning_loss not in LOSSES:
+            raise ConfigError(f"OMNIMIND_LEARNING_LOSS must be one of {list(LOSSES)}, not {self.learning_loss!r}")
+        if self.learning_optimizer and self.learning_optimizer not in OPTIMIZERS:
+            raise ConfigError(
+                f"OMNIMIND_LEARNING_OPTIMIZER must be one of {list(OPTIMIZERS)}, not {self.learning_optimizer!r}")
+        if self.model_head not in ("regression", "binary", "multiclass"):
+            raise ConfigError(f"OMNIMIND_MODEL_HEAD must be regression, binary or multiclass, not {self.model_head!r}")
+        if self.model_signature:
+            from omnimind.signature import Signature  # pure, no torch
+
+            try:
+                Signature.from_json(self.model_signature)
+            except (ValueError, TypeError) as exc:
+                raise ConfigError(f"OMNIMIND_MODEL_SIGNATURE is not a usable signature: {exc}") from None
+        if self.model_label_policy not in ("", "refuse", "grow"):
+            raise ConfigError(f"OMNIMIND_MODEL_LABEL_POLICY must be refuse or grow, not {self.model_label_policy!r}")
+        if self.challenger_metric not in ("loss", "error_rate"):
+            raise ConfigError(f"OMNIMIND_CHALLENGER_METRIC must be loss or error_rate, not {self.challenger_metric!r}")
         if self.challenger_publish not in ("leader", "off"):
             raise ConfigError(f"OMNIMIND_CHALLENGER_PUBLISH must be 'leader' or 'off', not {self.challenger_publish!r}")
         if self.drift_method not in DRIFT_METHODS:

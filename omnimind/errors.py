@@ -30,6 +30,10 @@ class InvalidInput(OmniMindError, ValueError):
         "missing_field", "type", "shape", "non_finite", "batch_too_large", "empty",
         # inference: the model's output for this request is NaN or infinite
         "non_finite_output",
+        # learn: a classifier's label outside its closed set, or beyond its head's outputs
+        "unknown_label",
+        # a model signature's named inputs (omnimind.signature)
+        "unknown_feature", "missing_feature", "too_long", "out_of_range",
         # vector memory and agents
         "bad_value", "bad_id", "bad_filter", "unknown_collection", "conflict", "payload_too_large",
         "unknown_agent",

@@ -60,3 +60,35 @@ def as_examples(
     raise InvalidInput(
         "shape", f"expected examples of shape {shape} or a batch of them, got shape {array.shape}"
     )
+
+
+def as_labels(value: Any, count: int, single: bool, name: str = "targets") -> np.ndarray:
+    """A classifier's targets: one label (a string, an integer or a bool) per example, as an
+    object array of ``count`` labels, or ``InvalidInput``.
+
+    >>> as_labels(["cat", "dog"], 2, single=False).tolist(), as_labels("cat", 1, single=True).tolist()
+    (['cat', 'dog'], ['cat'])
+    >>> as_labels([1.5], 1, single=False)
+    Traceback (most recent call last):
+    ...
+    omnimind.errors.InvalidInput: type: 'targets' labels must be strings, integers or booleans (got 1.5)
+    """
+    if value is None:
+        raise InvalidInput("missing_field", f"'{name}' is required")
+    labels = [value] if single and not isinstance(value, list) else value
+    if single and isinstance(value, list) and len(value) == 1:
+        labels = value
+    if not isinstance(labels, (list, tuple)):
+        raise InvalidInput("type", f"'{name}' must be a list of labels, one per example")
+    out = []
+    for label in labels:
+        if isinstance(label, float) and np.isfinite(label) and label.is_integer():
+            label = int(label)
+        if not isinstance(label, (str, int)):  # a bool is an int
+            raise InvalidInput("type", f"'{name}' labels must be strings, integers or booleans (got {label!r})")
+        out.append(label)
+    if len(out) != count:
+        raise InvalidInput("shape", f"got {count} example(s) but {len(out)} label(s)")
+    array = np.empty(len(out), dtype=object)
+    array[:] = out
+    return array

@@ -15,13 +15,17 @@ def predict(inputs: Any = None) -> dict:
     """Run the served model on one example or a batch.
 
     Returns ``{"outputs": ..., "model_version": int, "node_id": str}``; for a
-    single example ``outputs`` is that example's output, for a batch a list.
+    single example ``outputs`` is that example's output, for a batch a list. A
+    regression output is in target units; a classifier's is ``{"label",
+    "probabilities", "top_k"}``, its probabilities in the order of ``"labels"``.
     With dynamic batching on, ``"batch": {"id": int, "examples": int}`` names the
     forward pass it shared (ids count per serving process) and its size.
     Bad input raises ``omnimind.errors.InvalidInput`` (the worker keeps serving).
     """
     prediction = serving_runtime().predict(inputs)
     result = {"outputs": prediction.outputs, "model_version": prediction.model_version, "node_id": node_id()}
+    if prediction.labels is not None:
+        result["labels"] = prediction.labels
     if prediction.batch_id:
         result["batch"] = {"id": prediction.batch_id, "examples": prediction.batch_examples}
     return result

@@ -14,7 +14,7 @@ from omnimind.learning import InvalidFeedback
 from omnimind.redis_client import redis_client
 from omnimind.scaling.dispatch import DispatchGuard
 from omnimind.fence import AUTH_HEADER, FENCE_HEADER, SLOT_HEADER
-from omnimind.validation import as_array, as_examples
+from omnimind.validation import as_array, as_labels
 from workers.context import node_id
 from workers.services import current_learner, learner as online_learner, serving_runtime
 from workers import retraining
@@ -22,12 +22,16 @@ from workers import retraining
 logger = logging.getLogger(__name__)
 
 # The learning core's reasons, in the farm's fixed vocabulary of InvalidInput reasons.
-_FEEDBACK_REASONS = {"dtype": "type", "length_mismatch": "shape", "non_finite_output": "non_finite"}
+_FEEDBACK_REASONS = {"dtype": "type", "length_mismatch": "shape", "non_finite_output": "non_finite",
+                     "label_too_long": "bad_value", "label_range": "unknown_label"}
 
 
-def validate_feedback(inputs: Any, targets: Any, example_shape) -> tuple[np.ndarray, np.ndarray]:
-    """``(inputs, targets)`` as arrays with one target row per example."""
-    batch, single = as_examples(inputs, example_shape, settings.max_batch_size)
+def validate_feedback(inputs: Any, targets: Any, runtime) -> tuple[np.ndarray, np.ndarray]:
+    """``(inputs, targets)`` as arrays with one target row per example (a classifier's:
+    one label per example, strings or integers); inputs as the runtime's signature takes them."""
+    batch, single = runtime.examples(inputs)
+    if runtime.spec.is_classifier:
+        return batch, as_labels(targets, batch.shape[0], single)
     y = as_array(targets, "targets")
     if single:
         y = y.reshape(1, -1)
@@ -43,14 +47,15 @@ def validate_feedback(inputs: Any, targets: Any, example_shape) -> tuple[np.ndar
 @task(bind=True, name="tasks.training.learn", throws=(InvalidInput,))
 def learn(self, inputs: Any = None, targets: Any = None) -> dict:
     """Learn from feedback: the worker's online learner predicts, checks for
-    drift, replays and updates (32 new + 16 replayed per step); every accepted
+    drift, replays and updates (a step on every call, several while the stream
+    leaves time; a classifier's targets are its labels); every accepted
     sample is also appended to the experience window that retraining reads.
     A redelivery of the same task is answered without learning it again.
 
     Returns ``{"accepted", "updates", "loss", "drift", "duplicate", "model_version", "node_id"}``.
     """
     runtime = serving_runtime()
-    x, y = validate_feedback(inputs, targets, runtime.example_shape)
+    x, y = validate_feedback(inputs, targets, runtime)
     version = runtime.model_version
     learner = online_learner()
     try:

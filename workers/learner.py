@@ -21,6 +21,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import math
 import threading
 import time
 from collections import deque
@@ -35,8 +36,11 @@ from omnimind.config import Settings
 from omnimind.experience import ExperienceStream
 from omnimind.learning import (
     ChallengerGate, InvalidFeedback, ModelVersion, OnlineLearningSystem, OnlineSGDConfig, PrequentialMetrics, load_checkpoint,
-    save_checkpoint,
+    preprocessing, save_checkpoint,
 )
+from omnimind.learning.budget import UpdateBudget
+from omnimind.learning.losses import per_sample_errors
+from omnimind.learning.spec import ModelSpec
 from omnimind.models.runtime import ModelRuntime
 from omnimind.models.store import ModelStore
 from omnimind.observability import metrics
@@ -44,6 +48,18 @@ from workers import publisher
 from workers.learner_status import VERSIONS_REPORTED, count_learning, learner_summary
 
 logger = logging.getLogger(__name__)
+
+
+def optimizer(settings: Settings, spec: ModelSpec) -> str:
+    """``OMNIMIND_LEARNING_OPTIMIZER``, or the head's default: adam for a classifier, sgd for a regressor."""
+    return settings.learning_optimizer or ("adam" if spec.is_classifier else "sgd")
+
+
+def learning_rate(settings: Settings, spec: ModelSpec) -> float:
+    """``OMNIMIND_LEARNING_RATE``, or the optimizer's default: 0.003 for adam/adamw, 0.01 for sgd."""
+    if settings.learning_rate is not None:
+        return settings.learning_rate
+    return 0.01 if optimizer(settings, spec) == "sgd" else 0.003
 
 
 class LearnerService:
@@ -59,19 +75,39 @@ class LearnerService:
         # inference task is serving.
         # On the CPU: the replay buffer and the experience stream hold NumPy rows.
         served = runtime.served
+        self.spec = runtime.spec
+        # The farm's schedule (the seed's 32 + 16 per step stays OnlineLearningSystem's default):
+        # a step on every learn call, and more passes while the stream leaves time (UpdateBudget).
         self.system = OnlineLearningSystem(
             copy.deepcopy(served.model).to("cpu").train(),
-            config=OnlineSGDConfig(learning_rate=settings.learning_rate, loss=settings.learning_loss),
+            config=OnlineSGDConfig(
+                learning_rate=learning_rate(settings, self.spec), optimizer=optimizer(settings, self.spec),
+                weight_decay=settings.learning_weight_decay, loss=self.spec.loss,
+                grad_clip_norm=settings.learning_grad_clip or None,
+            ),
+            batch_size=settings.learning_batch_size,
+            replay_batch_size=settings.learning_replay_size,
             replay_capacity=settings.replay_capacity,
             drift_method=settings.drift_method,
             rng=np.random.default_rng(settings.model_seed),
+            step_every_observe=True,
+            spec=self.spec,
+            lr_boost_factor=settings.learning_drift_boost,
         )
+        self.budget = UpdateBudget(max_passes=settings.learning_max_passes, share=settings.learning_time_budget)
         self.system.continue_from(served.number)
         self.champion = ModelVersion(copy.deepcopy(served.model).to("cpu").eval(), served.number)
+        #: The gate's metric: the model's own loss (log loss for a classifier), or a classifier's error rate.
+        self.gate_metric = settings.challenger_metric
+        if self.gate_metric == "error_rate" and not self.spec.is_classifier:
+            raise ValueError("OMNIMIND_CHALLENGER_METRIC=error_rate needs a classifier head")
         self.gate = ChallengerGate(
-            window=settings.challenger_window, min_samples=min(64, settings.challenger_window),
+            window=settings.challenger_window, min_samples=min(settings.challenger_min_samples, settings.challenger_window),
             check_every=settings.challenger_check_every, tolerance=settings.challenger_tolerance,
             min_interval=settings.challenger_min_interval,
+            # A 10x worse error rate is no sign of divergence (a champion with 1 mistake in the
+            # window); a diverging classifier shows in non-finite outputs, handled in learn().
+            **({} if self.gate_metric == "loss" else {"divergence_factor": math.inf}),
         )
         self._lock = threading.Lock()
         self.checkpoint_dir = Path(settings.data_dir) / "learner" / node_id.replace("/", "_")
@@ -115,21 +151,39 @@ class LearnerService:
         return True
 
     # ------------------------------------------------------------------ learning
+    def targets(self, y) -> np.ndarray:
+        """Targets as the learner learns them: a classifier's labels (strings or integers)
+        become output indices (int64 for cross_entropy, 0/1 floats for bce), growing the
+        label table under the ``grow`` policy; raises ``InvalidFeedback``. Regression
+        targets are returned as they are."""
+        if not self.spec.is_classifier:
+            return y
+        with self._lock:
+            indices = preprocessing.label_indices(self.system.model, self.spec, list(np.asarray(y).reshape(-1)))
+        if self.spec.loss == "bce":
+            return indices.numpy().astype(np.float32).reshape(-1, 1)
+        return indices.numpy()
+
     def learn(self, x: np.ndarray, y: np.ndarray, served_version: int, task_id: str) -> dict:
-        """Learn from a validated batch once per ``task_id``; raises ``InvalidFeedback`` on unlearnable data."""
+        """Learn from a validated batch once per ``task_id``; raises ``InvalidFeedback`` on unlearnable data.
+        A classifier's ``y`` holds labels (see :meth:`targets`)."""
         first = self.experience.recorded(task_id)
         if first is not None:
             metrics.learn_duplicates.inc()
             logger.info("learn %s was learned and recorded before: not again", task_id)
             return {**first, "duplicate": True}
-        if self.settings.learning_loss == "cross_entropy":
+        if self.spec.is_classifier:
+            y = self.targets(y)
+        elif self.settings.learning_loss == "cross_entropy":
             y = y.reshape(-1).astype(np.int64)
         with self._lock:
             before = self.system.samples_seen
             xt, yt = torch.from_numpy(x), torch.from_numpy(y)
-            champion_losses = self._champion_losses(xt, yt)
+            champion_losses, champion_errors = self._champion_losses(xt, yt)
+            started = time.monotonic()
+            passes = self.budget.passes(started)
             try:
-                result = self.system.observe(xt, yt)
+                result = self.system.observe(xt, yt, passes=passes)
             except InvalidFeedback as exc:
                 # Feedback the champion predicts finitely but the learner overflows on:
                 # the learner diverged, not the feedback. Start it over from the champion.
@@ -140,7 +194,8 @@ class LearnerService:
                 self._refused("diverged")
                 self._reset_from_champion()
                 result = self.system.observe(xt, yt)
-            self._score(result, champion_losses, xt, yt)
+            self.budget.spent(time.monotonic() - started, result.updates)
+            self._score(result, champion_losses, champion_errors, xt, yt)
             outcome = {
                 "accepted": result.accepted,
                 "updates": result.updates,
@@ -160,15 +215,23 @@ class LearnerService:
                 self._checkpoint()
         return {**outcome, "duplicate": False}
 
-    def _champion_losses(self, x: torch.Tensor, y: torch.Tensor) -> list[float]:
-        """The served model's per-sample loss, on arrival (before the challenger learns)."""
+    def _champion_losses(self, x: torch.Tensor, y: torch.Tensor) -> tuple[list[float], list[float]]:
+        """The served model's per-sample loss and (a classifier's) 0/1 mistakes, on arrival
+        (before the challenger learns)."""
         learner = self.system.online_learner
         x, y = learner.validate(x, y)  # the same refusals as the learner's own
         with torch.inference_mode():
-            losses = learner.per_sample_loss(self.champion.model(x), y)
-        return losses.tolist()
+            outputs = self.champion.model(x)
+            if not self.spec.is_classifier:
+                # In target units, as the learner's own prequential losses (each version scales targets
+                # with its own statistics).
+                outputs = preprocessing.decode_regression(self.champion.model, outputs)
+            losses = learner.per_sample_loss(outputs, y)
+            mistakes = per_sample_errors(self.spec.loss, outputs, y)
+        return losses.tolist(), [] if mistakes is None else mistakes.tolist()
 
-    def _score(self, result, champion_losses: list[float], x: torch.Tensor, y: torch.Tensor) -> None:
+    def _score(self, result, champion_losses: list[float], champion_errors: list[float], x: torch.Tensor,
+               y: torch.Tensor) -> None:
         drift_row = 0
         if result.drift_events:
             self._drift_at = result.drift_events[-1].sample_index
@@ -177,7 +240,10 @@ class LearnerService:
             self.gate.drift()
             self._before_drift = list(self._recent) + list(zip(x[:drift_row], y[:drift_row]))
             self._recent.clear()
-        self.gate.observe(result.sample_losses[drift_row:], champion_losses[drift_row:])
+        if self.gate_metric == "error_rate":
+            self.gate.observe(result.sample_errors[drift_row:], champion_errors[drift_row:])
+        else:
+            self.gate.observe(result.sample_losses[drift_row:], champion_losses[drift_row:])
         self._recent.extend(zip(x[drift_row:], y[drift_row:]))
 
     def _fits_old_concept_better(self) -> bool:
@@ -190,7 +256,7 @@ class LearnerService:
         def loss(rows) -> float:
             x = torch.stack([row[0] for row in rows])
             y = torch.stack([row[1] for row in rows])
-            return float(learner.per_sample_loss(learner.predict(x), y).mean())
+            return float(learner.per_sample_loss(learner.predict(x), self.system.encode_targets(y)).mean())
 
         return loss(self._before_drift[-len(self._recent):]) <= loss(self._recent)
 

@@ -20,7 +20,8 @@ import torch
 
 from omnimind.config import Settings
 from omnimind.experience import ExperienceStream
-from omnimind.learning import ChallengerGate, ContinuousTrainer, ModelVersionManager, RetrainOutcome
+from omnimind.learning import ChallengerGate, ContinuousTrainer, ModelVersionManager, RetrainOutcome, preprocessing
+from omnimind.learning.spec import ModelSpec
 from omnimind.models.runtime import ModelRuntime
 from omnimind.models.store import ModelStore
 from omnimind.observability import metrics
@@ -39,15 +40,21 @@ def retrain(settings: Settings, client, runtime: ModelRuntime, learner: LearnerS
     # Start from what the online learner has learned since the last version, if this worker has one.
     shadow = learner.model_copy() if learner is not None else copy.deepcopy(runtime.served.model)
     served = runtime.served
+    spec = runtime.spec
+    # The experience stream keeps float32 rows: token ids go back to int64. Regression targets are
+    # learned in the shadow's units, and the served model is judged in them too (InShadowUnits).
+    data = replace(data, x=data.x.to(runtime.example_dtype),
+                   y=data.y if spec.is_classifier else preprocessing.encode_targets(shadow, spec, data.y))
+    judged = served if spec.is_classifier else replace(served, model=InShadowUnits(served.model, shadow).eval())
     trainer = ContinuousTrainer(
-        ModelVersionManager(served.model, initial_version=served.number),
-        loss=settings.learning_loss,
+        ModelVersionManager(judged.model, initial_version=served.number),
+        loss=spec.loss,
         rng=np.random.default_rng(settings.model_seed + served.number),
     )
     device = runtime.device
     outcome = trainer.retrain(data.x.to(device), data.y.to(device), shadow=shadow.to(device))
     if outcome.accepted:
-        outcome = _confirm(trainer, outcome, data, served, device)
+        outcome = _confirm(trainer, outcome, data, judged, device)
     result = {**outcome.as_dict(), "model_version": served.number, "since_drift": data.since_drift}
     if not outcome.accepted:
         if outcome.shadow is not None:  # trained and failed the gate (not merely skipped)
@@ -93,10 +100,20 @@ def _per_sample(trainer: ContinuousTrainer, model, x, y) -> list[float]:
     was_training = model.training
     model.eval()
     with torch.no_grad():
-        out = model(x)
-        if trainer.loss == "cross_entropy":
-            losses = torch.nn.functional.cross_entropy(out, y.reshape(-1).long(), reduction="none")
-        else:
-            losses = (out - y).square().reshape(out.shape[0], -1).mean(dim=1)
+        losses = trainer.per_sample_loss(model(x), y)
     model.train(was_training)
     return losses.to("cpu").tolist()
+
+
+class InShadowUnits(torch.nn.Module):
+    """The served regressor's outputs in the target units of the shadow (each version
+    standardizes targets with its own statistics): what the gate compares."""
+
+    def __init__(self, served: torch.nn.Module, shadow: torch.nn.Module) -> None:
+        super().__init__()
+        self.served, self.shadow = served, shadow
+        self.spec = ModelSpec(scale_target=True)
+
+    def forward(self, x):
+        raw = preprocessing.decode_regression(self.served, self.served(x))
+        return preprocessing.encode_targets(self.shadow, self.spec, raw)

@@ -4,6 +4,7 @@ Seed API: ``OnlineLearningSystem``, ``OnlineSGDLearner``, ``PrioritizedReplayBuf
 ``ConceptDriftDetector``, ``ModelVersionManager``.
 """
 
+from . import preprocessing as preprocessing
 from .base import DriftMethod
 from .challenger import ChallengerGate, GateDecision
 from .checkpoint import flatten_state, load_checkpoint, save_checkpoint, unflatten_state

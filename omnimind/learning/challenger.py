@@ -9,9 +9,14 @@ paired (same samples), so a window of a few hundred samples tells them apart.
 
 The window restarts whenever the champion changes (the new champion may have
 learned the old window) and at a detected drift (only post-change samples
-count). A check runs every ``check_every`` samples, and at every call while a
-drift is unanswered, once ``min_samples`` samples are in the window. Pure: no
-I/O and no clock; the runner passes ``now`` (seconds, any monotonic origin).
+count). Once ``min_samples`` samples are in the window a check runs at every
+call while a drift is unanswered, and otherwise whenever the window has grown
+by half since the last check, or by ``check_every`` samples: on a young window
+checks come at geometrically spaced sizes (32, 48, 72, ...), so a small or slow
+stream gets its first publication as soon as a few dozen paired samples show
+the challenger better with confidence, while the number of looks (hence the
+chance of publishing on noise) stays small. Pure: no I/O and no clock; the
+runner passes ``now`` (seconds, any monotonic origin).
 
 >>> gate = ChallengerGate(min_samples=4, check_every=4, min_interval=1.0)
 >>> gate.observe([0.5, 0.4, 0.5, 0.4], [1.0, 1.1, 0.9, 1.0])
@@ -153,9 +158,10 @@ class ChallengerGate:
         self._clear_window()
 
     def due(self) -> bool:
-        if len(self._champion) < self.min_samples:
+        samples = len(self._champion)
+        if samples < self.min_samples:
             return False
-        return self._drift_pending or self._since_check >= self.check_every
+        return self._drift_pending or self._since_check >= min(self.check_every, max(1, samples // 3))
 
     def decide(self, now: float) -> GateDecision | None:
         """The verdict of a check, or None when no check is due."""

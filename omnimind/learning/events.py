@@ -37,3 +37,5 @@ class ObserveResult:
     drift_events: tuple[DriftEvent, ...]
     #: Each accepted sample's loss, predicted before it was learned (prequential).
     sample_losses: tuple[float, ...] = ()
+    #: A classifier's mistakes on them (1.0 wrong, 0.0 right), also prequential; empty for regression.
+    sample_errors: tuple[float, ...] = ()

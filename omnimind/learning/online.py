@@ -9,12 +9,13 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
+from omnimind.config import OPTIMIZERS
+
 from .errors import InvalidFeedback
+from .losses import LOSSES, per_sample_loss
+from .preprocessing import is_state_key
 
 __all__ = ["OnlineSGDConfig", "OnlineSGDLearner", "StepResult"]
-
-_LOSSES = ("mse", "cross_entropy")
-_OPTIMIZERS = ("sgd", "adam")
 
 
 @dataclass
@@ -26,17 +27,19 @@ class OnlineSGDConfig:
     """
 
     learning_rate: float = 0.01
-    optimizer: str = "sgd"  # "sgd" or "adam"
+    optimizer: str = "sgd"  # "sgd", "adam" or "adamw"
     momentum: float = 0.0
     weight_decay: float = 0.0
-    loss: str = "mse"  # "mse" (regression) or "cross_entropy" (classifiers, integer labels)
+    #: "mse" or "huber" (regression), "cross_entropy" (class indices), "bce" (0/1 targets);
+    #: see :mod:`omnimind.learning.losses`.
+    loss: str = "mse"
     grad_clip_norm: float | None = None
 
     def __post_init__(self) -> None:
-        if self.loss not in _LOSSES:
-            raise ValueError(f"loss must be one of {_LOSSES}, got {self.loss!r}")
-        if self.optimizer not in _OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {_OPTIMIZERS}, got {self.optimizer!r}")
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
 
 
 @dataclass(frozen=True)
@@ -68,7 +71,11 @@ _MODE_FREE = (nn.Sequential, nn.ModuleList, nn.Linear, nn.ReLU, nn.LeakyReLU, nn
 
 
 def _feature_shape(model: nn.Module) -> tuple[int, ...] | None:
-    # The first Linear layer fixes the feature width; other models learn it from the first batch.
+    # Declared by the model factory (omnimind.models.factory), else the first Linear layer
+    # fixes the feature width; other models learn it from the first batch.
+    declared = getattr(model, "omnimind_input_shape", None)
+    if declared is not None:
+        return tuple(declared)
     for module in model.modules():
         if isinstance(module, nn.Linear):
             return (module.in_features,)
@@ -102,9 +109,11 @@ class OnlineSGDLearner:
     def _reset(self) -> None:
         params = [p for p in self.model.parameters() if p.requires_grad]
         self._params = params
-        if self.config.optimizer == "adam":
-            self.optimizer: torch.optim.Optimizer = torch.optim.Adam(
-                params, lr=self.config.learning_rate, weight_decay=self.config.weight_decay
+        if self.config.optimizer in ("adam", "adamw"):
+            adam = torch.optim.AdamW if self.config.optimizer == "adamw" else torch.optim.Adam
+            # foreach: one fused update over all parameters (small models: per-tensor dispatch dominates).
+            self.optimizer: torch.optim.Optimizer = adam(
+                params, lr=self.config.learning_rate, weight_decay=self.config.weight_decay, foreach=True
             )
         else:
             self.optimizer = torch.optim.SGD(
@@ -159,7 +168,9 @@ class OnlineSGDLearner:
         Nothing is modified on failure, so the learner stays valid.
         """
         try:
-            x = torch.as_tensor(inputs, dtype=torch.float32)
+            x = torch.as_tensor(inputs)
+            # Integer inputs are token ids for an embedding: they stay int64. Anything else is float32.
+            x = x.to(torch.int64) if not x.dtype.is_floating_point and x.dtype != torch.bool else x.to(torch.float32)
             y = torch.as_tensor(targets)
         except (TypeError, ValueError, RuntimeError) as exc:
             self._rejected_batches += 1
@@ -184,7 +195,7 @@ class OnlineSGDLearner:
                 f"inputs must have per-sample shape {self._feature_shape}, got {tuple(x.shape[1:])}",
                 reason="shape",
             )
-        if not bool(torch.isfinite(x).all()):
+        if x.dtype.is_floating_point and not bool(torch.isfinite(x).all()):
             raise InvalidFeedback("inputs contain NaN or inf", reason="non_finite")
         if self.config.loss == "cross_entropy":
             if y.dtype.is_floating_point:
@@ -197,6 +208,8 @@ class OnlineSGDLearner:
             y = y.to(torch.float32)
             if not bool(torch.isfinite(y).all()):
                 raise InvalidFeedback("targets contain NaN or inf", reason="non_finite")
+            if self.config.loss == "bce" and bool(((y < 0) | (y > 1)).any()):
+                raise InvalidFeedback("binary targets must lie in [0, 1]", reason="label_range")
             if y.dim() == 1:
                 y = y.unsqueeze(1)  # (n,) -> (n, 1) to match a single-output regressor
             if self._output_width is not None and tuple(y.shape[1:]) != (self._output_width,):
@@ -221,16 +234,11 @@ class OnlineSGDLearner:
             return self.model(inputs)
 
     def per_sample_loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """Loss of each sample (MSE averaged over output dims, or cross-entropy)."""
-        if self.config.loss == "cross_entropy":
-            return nn.functional.cross_entropy(outputs, targets, reduction="none")
-        if targets.shape != outputs.shape:
-            raise InvalidFeedback(
-                f"targets of shape {tuple(targets.shape)} do not match outputs {tuple(outputs.shape)}",
-                reason="shape",
-            )
-        squared = (outputs - targets).square()
-        return squared.reshape(squared.shape[0], -1).mean(dim=1)
+        """Loss of each sample (averaged over output dims; see :mod:`omnimind.learning.losses`)."""
+        try:
+            return per_sample_loss(self.config.loss, outputs, targets)
+        except ValueError as exc:
+            raise InvalidFeedback(str(exc), reason="shape") from None
 
     def step(self, inputs: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor | None = None) -> StepResult:
         """One optimizer step on validated tensors (see :meth:`validate`)."""
@@ -279,7 +287,9 @@ class OnlineSGDLearner:
     def load_weights(self, state_dict: Mapping[str, torch.Tensor]) -> None:
         """Continue from other weights (a served version): in place, with a fresh
         optimizer state, and those weights as the divergence guard's rollback point."""
-        self.model.load_state_dict(state_dict, strict=True)
+        # Weights published before preprocessing state existed keep the learner's own.
+        kept = {k: v for k, v in self.model.state_dict().items() if is_state_key(k) and k not in state_dict}
+        self.model.load_state_dict({**kept, **state_dict}, strict=True)
         self.optimizer.state.clear()
         self.optimizer.zero_grad(set_to_none=True)
         torch._foreach_copy_(self._last_good, [p.detach() for p in self._params])

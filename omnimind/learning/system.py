@@ -11,12 +11,15 @@ import numpy as np
 import torch
 from torch import nn
 
+from . import preprocessing
 from .drift import ConceptDriftDetector
 from .errors import InvalidFeedback
 from .events import DriftEvent, ObserveResult
+from .losses import error_magnitude, per_sample_errors
 from .online import OnlineSGDConfig, OnlineSGDLearner
 from .prequential import PrequentialMetrics
 from .replay import PrioritizedReplayBuffer
+from .spec import ModelSpec
 from .versions import ModelVersionManager
 
 __all__ = ["OnlineLearningSystem", "DriftEvent", "ObserveResult"]
@@ -32,8 +35,18 @@ class OnlineLearningSystem:
     IS-weighted step runs and the replay priorities of the whole mini-batch are
     refreshed from the step's errors. The drift detector watches the error
     magnitude (one-sided CUSUM by default: only a worsening model is drift). A drift doubles ``config.learning_rate``
-    for the next ``lr_boost_batches`` updates and emits a :class:`DriftEvent`
+    for the next ``lr_boost_batches`` updates (``observe`` calls with ``step_every_observe``) and emits a :class:`DriftEvent`
     (``drift_events`` and the ``on_drift`` callback).
+
+    The seed's schedule waits for ``batch_size`` samples. With
+    ``step_every_observe`` every :meth:`observe` steps on its new samples at
+    once (at most ``batch_size`` per step), and ``observe(..., passes=k)`` adds
+    ``k - 1`` steps on its newest samples with fresh replayed ones: the many
+    small updates a slow stream leaves time for. With a ``spec`` the model
+    carries online preprocessing (:mod:`omnimind.learning.preprocessing`): each
+    batch updates the input and target statistics before it is predicted, the
+    replay buffer keeps raw samples, and targets are encoded at every step
+    with the current statistics.
 
     >>> _ = torch.manual_seed(0)
     >>> system = OnlineLearningSystem(nn.Linear(4, 1), rng=np.random.default_rng(0))
@@ -64,6 +77,8 @@ class OnlineLearningSystem:
         on_drift: Callable[[DriftEvent], None] | None = None,
         max_drift_events: int = 1000,
         forget_replay_on_drift: bool = True,
+        step_every_observe: bool = False,
+        spec: ModelSpec | None = None,
     ) -> None:
         self.model = base_model
         self.online_learner = OnlineSGDLearner(base_model, config)
@@ -83,6 +98,8 @@ class OnlineLearningSystem:
         # prioritized replay would keep training on them: replay post-change only.
         self.forget_replay_on_drift = bool(forget_replay_on_drift)
         self.on_drift = on_drift
+        self.step_every_observe = bool(step_every_observe)
+        self.spec = spec
         self._reset()
 
     def _reset(self) -> None:
@@ -143,33 +160,44 @@ class OnlineLearningSystem:
         return events
 
     # ---------------------------------------------------------------- ingest
-    def observe(self, inputs: Any, targets: Any) -> ObserveResult:
+    def encode_targets(self, y: torch.Tensor) -> torch.Tensor:
+        """Targets in the units the model learns (the spec's target scaling; as given without a spec)."""
+        if self.spec is None:
+            return y
+        return preprocessing.encode_targets(self.model, self.spec, y)
+
+    def observe(self, inputs: Any, targets: Any, passes: int = 1) -> ObserveResult:
         """Synchronous batch entry (the ``learn`` task calls this).
 
         Raises :class:`InvalidFeedback` before anything is touched if the batch is bad.
         All samples of the batch are predicted before any update they trigger.
+        ``passes`` (with ``step_every_observe``): steps on the newest samples, at least 1.
         """
         x, y = self.online_learner.validate(inputs, targets)
         # Pending samples outlive this call; do not alias a caller's reusable buffer.
         x, y = x.clone(), y.clone()
         learner = self.online_learner
+        if self.spec is not None:
+            preprocessing.observe(self.model, self.spec, x, None if self.spec.is_classifier else y)
         outputs = learner.predict(x)
         with torch.no_grad():
-            per_sample = learner.per_sample_loss(outputs, y)
-        losses = per_sample.numpy().astype(np.float64)
+            per_sample = learner.per_sample_loss(outputs, self.encode_targets(y))
+            # Metrics, drift and the caller see the loss in target units; replay priorities, like
+            # the steps that refresh them, read it in the units the model learns.
+            raw = per_sample if self.spec is None or self.spec.is_classifier else \
+                learner.per_sample_loss(preprocessing.decode_regression(self.model, outputs), y)
+        losses = raw.numpy().astype(np.float64)
         if not np.all(np.isfinite(losses)):
             # Finite but extreme inputs can overflow the model; such a sample would
             # poison the replay priorities and the drift statistics.
             learner.count_rejected()
             raise InvalidFeedback("feedback makes the model output overflow", reason="non_finite_output")
-        correct = None
-        if learner.config.loss == "cross_entropy":
-            correct = (outputs.argmax(dim=1) == y).numpy()
+        mistakes = per_sample_errors(learner.config.loss, outputs, y)
+        correct = None if mistakes is None else (mistakes == 0).numpy()
         priorities = self._priority(per_sample)
         self.metrics.update(losses, correct)
-        # Error magnitude (|actual - prediction| for one output): the same number
-        # the replay priority uses.
-        errors = priorities.numpy().astype(np.float64)
+        # Error magnitude (|actual - prediction| for one output), in target units.
+        errors = self._priority(raw).numpy().astype(np.float64)
 
         events = []
         update_error = self.drift_detector.update_error
@@ -188,9 +216,19 @@ class OnlineLearningSystem:
         self._pending_count += x.shape[0]
 
         step_losses = []
-        while self._pending_count >= self.batch_size:
-            step_losses.append(self._update_from_pending())
-        return ObserveResult(x.shape[0], len(step_losses), tuple(step_losses), tuple(events), tuple(losses.tolist()))
+        if self.step_every_observe:
+            newest = None
+            while self._pending_count > 0:
+                newest = self._take_pending(min(self.batch_size, self._pending_count))
+                step_losses.append(self._update(*newest))
+            for _ in range(max(1, int(passes)) - 1):
+                step_losses.append(self._update(*newest))
+            self._count_boosted_batch()  # this schedule's boost counts calls, whatever their passes
+        else:
+            while self._pending_count >= self.batch_size:
+                step_losses.append(self._update_from_pending())
+        return ObserveResult(x.shape[0], len(step_losses), tuple(step_losses), tuple(events), tuple(losses.tolist()),
+                             () if mistakes is None else tuple(mistakes.tolist()))
 
     async def learn_from_stream(self, data_stream: AsyncIterator[tuple[Any, Any]]) -> int:
         """Consume ``(input, target)`` pairs (single samples or small batches) until the stream ends.
@@ -209,16 +247,14 @@ class OnlineLearningSystem:
     # --------------------------------------------------------------- updates
     def _priority(self, per_sample_loss: torch.Tensor) -> torch.Tensor:
         # PER uses |error|: the root of the squared error for regression, the
-        # cross-entropy itself for classifiers.
-        if self.online_learner.config.loss == "mse":
-            return per_sample_loss.sqrt()
-        return per_sample_loss
+        # log loss itself for classifiers.
+        return error_magnitude(self.online_learner.config.loss, per_sample_loss)
 
-    def _take_pending(self) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+    def _take_pending(self, n: int | None = None) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
         x = torch.cat(self._pending_x) if len(self._pending_x) > 1 else self._pending_x[0]
         y = torch.cat(self._pending_y) if len(self._pending_y) > 1 else self._pending_y[0]
         slots = np.concatenate(self._pending_slots)
-        n = self.batch_size
+        n = self.batch_size if n is None else n
         self._pending_x, self._pending_y, self._pending_slots = [x[n:]], [y[n:]], [slots[n:]]
         self._pending_count -= n
         if self._pending_count == 0:
@@ -238,7 +274,7 @@ class OnlineLearningSystem:
             y = torch.cat([y, torch.from_numpy(replay.targets)])
             weights = torch.cat([torch.ones(x.shape[0] - len(replay)), torch.from_numpy(replay.weights)])
             indices = replay.indices if slots is None else np.concatenate([slots, replay.indices])
-        result = self.online_learner.step(x, y, weights)
+        result = self.online_learner.step(x, self.encode_targets(y), weights)
         if result.applied:
             priorities = self._priority(result.per_sample_loss).numpy()
             if slots is None:
@@ -248,7 +284,8 @@ class OnlineLearningSystem:
         else:
             logger.warning("non-finite loss %s: step skipped, last good weights restored", result.loss)
         self._batches += 1
-        self._count_boosted_batch()
+        if not self.step_every_observe:
+            self._count_boosted_batch()
         return result.loss
 
     # ---------------------------------------------------------------- drift

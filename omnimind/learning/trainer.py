@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .losses import per_sample_loss
 from .versions import ModelVersionManager
 
 __all__ = ["ContinuousTrainer", "ModelUpdateManager", "RetrainOutcome"]
@@ -126,9 +127,14 @@ class ContinuousTrainer:
         )
 
     def _criterion(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return self.per_sample_loss(output, target).mean()
+
+    def per_sample_loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The loss of each sample (see :mod:`omnimind.learning.losses`)."""
         if self.loss == "cross_entropy":
-            return nn.functional.cross_entropy(output, target.reshape(-1).long())
-        return nn.functional.mse_loss(output, target)
+            target = target.reshape(-1).long()
+        return per_sample_loss(self.loss, output, target.reshape(output.shape) if self.loss != "cross_entropy"
+                               else target)
 
 
 class ModelUpdateManager:

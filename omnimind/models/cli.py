@@ -1,4 +1,4 @@
-"""``omnimind model ...``: list, show, roll back and publish model versions.
+"""``omnimind model ...``: list, show, roll back and publish model versions, and ``check`` the configured model.
 
 ``omnimind/cli.py`` wires these in with ``add_model_commands(sub)``. Every
 subcommand sets ``func(args) -> exit code``: 0 done, 1 refused by the store
@@ -96,6 +96,11 @@ def add_model_commands(subparsers) -> argparse.ArgumentParser:
     publish.add_argument("--fence", type=_fence_arg, metavar="TERM:INDEX",
                          help="fencing token (default: the newest one the store has seen)")
     publish.set_defaults(func=cmd_model_publish)
+
+    check = sub.add_parser("check", help="build the configured model against its spec (head, signature) and run "
+                                          "one batch and one learning step; no Redis needed")
+    check.add_argument("--json", action="store_true", help="machine-readable output")
+    check.set_defaults(func=cmd_model_check)
     return model
 
 
@@ -262,4 +267,28 @@ def cmd_model_publish(args) -> int:
         return 2
     print(f"model {store.name}: published version {meta.version} (sha256 {meta.sha256[:12]}, "
           f"{meta.size_bytes} bytes, parent {meta.parent_version}, fence {fence if fence is not None else '-'})")
+    return 0
+
+
+def cmd_model_check(args) -> int:
+    """Dry run of the configured model: 0 when it fits its spec, 1 with the reason when not."""
+    from omnimind.models.check import check_model
+
+    try:
+        report = check_model(_settings())
+    except OmniMindError as exc:
+        print(f"omnimind model check: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    print(f"model factory {report['factory']}: fits a {report['head']} head (loss {report['loss']})")
+    print(f"  input  {report['input']['dtype']} {report['input']['shape']}"
+          + (f" from {len(report['signature']['inputs'])} named input(s)" if report["signature"] else ""))
+    print(f"  output width {report['output_width']}, {report['parameters']} parameters")
+    if report["labels"] is not None:
+        print(f"  labels {report['labels']} (unseen labels: {report['label_policy']})")
+    print(f"  preprocessing state: {', '.join(report['preprocessing']) or 'none'}")
+    print(f"  example request {json.dumps(report['example_request'])} -> {json.dumps(report['example_output'])}")
+    print("  one learning step: ok")
     return 0

@@ -30,6 +30,8 @@ from torch import nn
 
 from omnimind.config import Settings
 from omnimind.errors import ConfigError
+from omnimind.learning import preprocessing
+from omnimind.learning.spec import ModelSpec
 
 ModelFactory = Callable[[Settings], nn.Module]
 
@@ -77,9 +79,43 @@ def build_model(settings: Settings) -> nn.Module:
         model = factory(settings)
     if not isinstance(model, nn.Module):
         raise ConfigError(f"model factory {settings.model_factory!r} returned {type(model).__name__}, not a torch.nn.Module")
+    spec = ModelSpec.from_settings(settings)
+    signature = spec.inputs
     if not hasattr(model, "omnimind_input_shape"):
-        model.omnimind_input_shape = (settings.model_input_size,)
+        model.omnimind_input_shape = signature.example_shape if signature else (settings.model_input_size,)
+    # What the model's forward takes: float32 features, or int64 token ids (an nn.Embedding's input).
+    model.omnimind_input_dtype = torch.int64 if signature is not None and signature.sequence else torch.float32
+    shape = tuple(model.omnimind_input_shape)
+    preprocessing.attach_mask(model, spec)
+    width = output_width(model, spec, shape, settings.model_factory)
+    preprocessing.attach(model, spec, input_width=shape[0] if len(shape) == 1 else None, output_width=width)
     return model.eval()
+
+
+def output_width(model: nn.Module, spec: ModelSpec, shape: tuple, name: str = "the model") -> int:
+    """The width of ``model``'s output on one example of ``shape``; raises ``ConfigError``
+    when that output does not fit ``spec``'s head."""
+    dtype = getattr(model, "omnimind_input_dtype", torch.float32)
+    try:
+        with torch.no_grad():
+            out = model.eval()(torch.zeros((1, *shape), dtype=dtype))
+    except Exception as exc:  # the factory's module cannot run on its own declared input
+        raise ConfigError(f"model factory {name!r}: a forward pass on one example of shape {shape} "
+                          f"fails: {type(exc).__name__}: {exc}") from exc
+    if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[0] != 1:
+        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ConfigError(f"model factory {name!r} must return a (batch, outputs) tensor, got {got}")
+    width = int(out.shape[1])
+    if spec.head == "binary" and spec.loss == "bce" and width != 1:
+        raise ConfigError(f"model factory {name!r}: a binary head with bce needs 1 output (a logit), "
+                          f"the model has {width}")
+    if spec.head == "multiclass" and width < 2:
+        raise ConfigError(f"model factory {name!r}: a multiclass head needs one output per class (at least 2), "
+                          f"the model has {width}")
+    if spec.is_classifier and width < len(spec.labels) and spec.head == "multiclass":
+        raise ConfigError(f"model factory {name!r}: {len(spec.labels)} labels declared but the model has "
+                          f"{width} outputs")
+    return width
 
 
 def select_device(requested: str) -> torch.device:

@@ -32,6 +32,8 @@ import torch
 
 from omnimind.config import Settings
 from omnimind.errors import InvalidInput
+from omnimind.learning.preprocessing import decode_outputs
+from omnimind.learning.spec import ModelSpec
 from omnimind.learning.versions import ModelVersion
 from omnimind.models.batching import DynamicBatcher
 from omnimind.models.errors import CorruptModel
@@ -50,6 +52,8 @@ class Prediction:
     #: The forward pass (per process) that served it and its size in examples; 0 unbatched.
     batch_id: int = 0
     batch_examples: int = 0
+    #: A classifier's labels, in the order of each output's ``probabilities``; None for regression.
+    labels: list | None = None
 
 
 class ModelRuntime:
@@ -60,9 +64,13 @@ class ModelRuntime:
         self.device = select_device(settings.device)
         # On CPU the input/output copies are no-ops that still cost a dispatch each per request.
         self._on_cpu = self.device.type == "cpu"
+        self.spec = ModelSpec.from_settings(settings)
         module = build_model(settings).to(self.device)
         self._served = ModelVersion(module, 0)
         self.example_shape = tuple(module.omnimind_input_shape)
+        self.example_dtype = module.omnimind_input_dtype
+        #: Named inputs (None: one unnamed float vector, validated by ``as_examples``).
+        self.signature = self.spec.inputs
         self.batcher: DynamicBatcher | None = None
         if settings.batching:
             self.batcher = DynamicBatcher(
@@ -85,7 +93,7 @@ class ModelRuntime:
         model whose output is not finite on it is refused."""
         served = served or self._served
         with torch.inference_mode():
-            output = served.model(torch.zeros((1, *self.example_shape), device=self.device))
+            output = served.model(torch.zeros((1, *self.example_shape), dtype=self.example_dtype, device=self.device))
         if not bool(torch.isfinite(output).all()):
             raise CorruptModel(self.settings.model_factory, served.number, "warm-up output is not finite")
 
@@ -104,9 +112,15 @@ class ModelRuntime:
         so requests already running finish on the version they started with."""
         self._served = candidate
 
+    def examples(self, inputs: Any) -> tuple[np.ndarray, bool]:
+        """``(batch, single)``: a request as this model's input batch, or ``InvalidInput``."""
+        if self.signature is not None:
+            return self.signature.encode(inputs, self.settings.max_batch_size)
+        return as_examples(inputs, self.example_shape, self.settings.max_batch_size)
+
     def predict(self, inputs: Any) -> Prediction:
         try:
-            batch, single = as_examples(inputs, self.example_shape, self.settings.max_batch_size)
+            batch, single = self.examples(inputs)
         except InvalidInput:
             if self.batcher is not None:
                 self.batcher.withdraw()  # it was announced (workers.batching), and will not join
@@ -115,12 +129,14 @@ class ModelRuntime:
         if self.batcher is None:
             output = self._forward((served, batch.shape[1:]), batch)
             _finite_rows(output)
-            rows = output.tolist()
-            return Prediction(outputs=rows[0] if single else rows, model_version=served.number, single=single)
+            rows, labels = decode_outputs(served.model, self.spec, output)
+            return Prediction(outputs=rows[0] if single else rows, model_version=served.number, single=single,
+                              labels=labels)
         result = self.batcher.submit((served, batch.shape[1:]), batch)
-        rows = result.rows.tolist()
+        # Outputs in target units, or a classifier's probabilities, with this version's own preprocessing state.
+        rows, labels = decode_outputs(served.model, self.spec, result.rows)
         return Prediction(outputs=rows[0] if single else rows, model_version=served.number, single=single,
-                          batch_id=result.batch_id, batch_examples=result.batch_examples)
+                          batch_id=result.batch_id, batch_examples=result.batch_examples, labels=labels)
 
     def device_memory(self) -> dict:
         """What the serving device holds now, read in this process (the GPU check's

@@ -28,6 +28,7 @@ from safetensors.torch import load as _st_load
 from safetensors.torch import save as _st_save
 from torch import nn
 
+from omnimind.learning.preprocessing import is_state_key
 from omnimind.models.errors import IncompatibleWeights
 
 __all__ = ["encode_state_dict", "decode_state_dict", "sha256_hex", "incompatibilities", "load_into"]
@@ -76,7 +77,9 @@ def incompatibilities(module: nn.Module, state_dict: Mapping[str, torch.Tensor])
     ]
     if shapes:
         problems.append("shape mismatch: " + ", ".join(shapes))
-    missing = [key for key in expected if key not in state_dict]
+    # Preprocessing state may be absent: a version published before it existed loads with fresh
+    # (identity) transforms (omnimind.learning.preprocessing).
+    missing = [key for key in expected if key not in state_dict and not is_state_key(key)]
     if missing:
         problems.append("missing keys: " + ", ".join(missing))
     unexpected = [key for key in state_dict if key not in expected]
@@ -97,6 +100,9 @@ def load_into(module: nn.Module, state_dict: Mapping[str, torch.Tensor]) -> nn.M
     problems = incompatibilities(module, state_dict)
     if problems:
         raise IncompatibleWeights("; ".join(problems))
+    fresh = {key: value for key, value in module.state_dict().items() if is_state_key(key) and key not in state_dict}
+    if fresh:
+        state_dict = {**fresh, **state_dict}
     try:
         module.load_state_dict(state_dict, strict=True)
     except RuntimeError as exc:  # anything the pre-check did not foresee

@@ -336,8 +336,9 @@ def check_loads(name: str, version: int | None, module: nn.Module, state_dict: M
     if shape is None:
         return
     device = next((p.device for p in module.parameters()), torch.device("cpu"))
+    dtype = getattr(module, "omnimind_input_dtype", torch.float32)  # int64: token ids
     with torch.inference_mode():
-        output = module.eval()(torch.zeros((1, *shape), device=device))
+        output = module.eval()(torch.zeros((1, *shape), dtype=dtype, device=device))
     if isinstance(output, torch.Tensor) and not bool(torch.isfinite(output).all()):
         raise CorruptModel(name, version, "its output on zeros is not finite", "load")
 

@@ -89,6 +89,7 @@ def test_served_model_follows_an_abrupt_change(farm, celery_app, redis_client):
     from omnimind.models.factory import build_model
     from omnimind.models.store import ModelStore
     from omnimind.models.serialization import load_into
+    from omnimind.learning.preprocessing import decode_regression
 
     store = ModelStore(redis_client)
     after = [v for v in store.list_versions() if v.version > pre_version]
@@ -99,8 +100,8 @@ def test_served_model_follows_an_abrupt_change(farm, celery_app, redis_client):
     for meta in after:
         model = build_model(settings)
         load_into(model, store.fetch(meta.version)[1])
-        with torch.no_grad():
-            out = model(torch.from_numpy(probe.astype(np.float32))).numpy().reshape(-1)
+        with torch.no_grad():  # outputs in target units: each version carries its own target scaling
+            out = decode_regression(model, model(torch.from_numpy(probe.astype(np.float32)))).numpy().reshape(-1)
         assert mse(out, concept(probe, True)) < mse(out, concept(probe, False)), (meta.version, meta.extras)
     status = json.loads(redis_client.get(keys.learner_status(farm[0].hostname)))
     assert status["freshness"]["publishing"] and status["freshness"]["last_publication"]["version"] >= 2

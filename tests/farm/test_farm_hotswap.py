@@ -190,7 +190,12 @@ def learn_stream(app, rng, batches, garbage=False):
 
 
 def test_validation_gate_rejects_garbage_and_publishes_real(start_worker, celery_app, redis_client, tmp_path):
-    start_worker("gate", queues="training", pool="solo", concurrency=1, OMNIMIND_DATA_DIR=tmp_path)
+    # A slow, fixed online learner (one SGD step per call, as the seed's): the default schedule's
+    # passes follow the pace (UpdateBudget), so how much of the garbage the learner (the shadow's
+    # starting point) has learned, and whether the switch to real data shows as a drift that cuts
+    # the retrain window, varies from run to run. This test is about the retrain gate.
+    start_worker("gate", queues="training", pool="solo", concurrency=1, OMNIMIND_DATA_DIR=tmp_path,
+                 OMNIMIND_LEARNING_OPTIMIZER="sgd", OMNIMIND_LEARNING_RATE="0.01", OMNIMIND_LEARNING_MAX_PASSES="1")
     start_worker("gate-inf")
     rng = np.random.default_rng(0)
     # Mostly garbage, then real data: the shadow learns garbage, the newest (real) slice judges it.

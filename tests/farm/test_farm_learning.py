@@ -34,17 +34,19 @@ def test_learner_loss_goes_down_and_drift_is_reported(start_worker, celery_app, 
     losses = []
     for _ in range(60):
         out = learn(celery_app, *linear_stream(rng, 32))
-        assert out["updates"] == 1 and out["model_version"] == 0
+        # A step on every call, more while the stream leaves time (OMNIMIND_LEARNING_MAX_PASSES).
+        assert 1 <= out["updates"] <= 8 and out["model_version"] == 0
         losses.append(out["loss"])
     assert np.mean(losses[-10:]) < 0.5 * np.mean(losses[:10]), losses
     summary = status(redis_client, worker)
-    assert summary["samples"] == 60 * 32 and summary["batches"] == 60
+    assert summary["samples"] == 60 * 32 and 60 <= summary["batches"] <= 60 * 8
     assert summary["prequential"]["0"]["count"] > 0
     from omnimind.config import settings
     from omnimind.status import read_status, render
 
     screen = render(read_status(settings))
-    assert f"LEARNER {worker.hostname}  samples=1920 batches=60" in screen and "v0: prequential loss" in screen
+    assert f"LEARNER {worker.hostname}  samples=1920 batches={summary['batches']}" in screen
+    assert "v0: prequential loss" in screen
 
     # The world shifts: targets move by +5. The learner must notice.
     drifted = False
@@ -57,7 +59,9 @@ def test_learner_loss_goes_down_and_drift_is_reported(start_worker, celery_app, 
 
 
 def test_killed_training_worker_resumes_from_checkpoint(start_worker, celery_app, redis_client, tmp_path):
-    env = dict(queues="training", pool="solo", concurrency=1, OMNIMIND_DATA_DIR=tmp_path, OMNIMIND_CHECKPOINT_EVERY=5)
+    # One step per call, so that checkpoints (every 5 steps) fall on known calls.
+    env = dict(queues="training", pool="solo", concurrency=1, OMNIMIND_DATA_DIR=tmp_path, OMNIMIND_CHECKPOINT_EVERY=5,
+               OMNIMIND_LEARNING_MAX_PASSES=1)
     worker = start_worker("learn2", **env)
     rng = np.random.default_rng(1)
     for _ in range(12):

@@ -106,8 +106,9 @@ def test_metrics_off_connects_no_recording_handler():
     code = """
         import json, weakref
         from celery import signals
-        import omnimind
+        from omnimind.config import get_settings
         from workers import signals as handlers
+        handlers.connect_worker_signals(get_settings())  # as a worker does when it loads its task modules
         deref = lambda r: r() if isinstance(r, weakref.ReferenceType) else r
         names = lambda sig: sorted(getattr(deref(r), "__name__", "") for _, r in sig.receivers)
         print(json.dumps({name: names(getattr(signals, name)) for name in

@@ -177,8 +177,8 @@ class OnlineLearningSystem:
         # Pending samples outlive this call; do not alias a caller's reusable buffer.
         x, y = x.clone(), y.clone()
         learner = self.online_learner
-        if self.spec is not None:
-            preprocessing.observe(self.model, self.spec, x, None if self.spec.is_classifier else y)
+        # Prequential: the batch is predicted and scored with the statistics from before it, as
+        # the champion is, and only a batch that is accepted moves the served statistics.
         outputs = learner.predict(x)
         with torch.no_grad():
             per_sample = learner.per_sample_loss(outputs, self.encode_targets(y))
@@ -192,6 +192,8 @@ class OnlineLearningSystem:
             # poison the replay priorities and the drift statistics.
             learner.count_rejected()
             raise InvalidFeedback("feedback makes the model output overflow", reason="non_finite_output")
+        if self.spec is not None:
+            preprocessing.observe(self.model, self.spec, x, None if self.spec.is_classifier else y)
         mistakes = per_sample_errors(learner.config.loss, outputs, y)
         correct = None if mistakes is None else (mistakes == 0).numpy()
         priorities = self._priority(per_sample)

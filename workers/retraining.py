@@ -36,15 +36,19 @@ def retrain(settings: Settings, client, runtime: ModelRuntime, learner: LearnerS
     """Run one retrain; returns the JSON-able outcome (``outcome``: published, rejected,
     skipped, stale_fence or superseded)."""
     experience = ExperienceStream(client, settings.experience_maxlen)
-    data = experience.window(window or settings.retrain_window, runtime.example_shape)
+    spec = runtime.spec
+    data = experience.window(window or settings.retrain_window, runtime.example_shape, labels=spec.is_classifier)
     # Start from what the online learner has learned since the last version, if this worker has one.
     shadow = learner.model_copy() if learner is not None else copy.deepcopy(runtime.served.model)
     served = runtime.served
-    spec = runtime.spec
-    # The experience stream keeps float32 rows: token ids go back to int64. Regression targets are
-    # learned in the shadow's units, and the served model is judged in them too (InShadowUnits).
-    data = replace(data, x=data.x.to(runtime.example_dtype),
-                   y=data.y if spec.is_classifier else preprocessing.encode_targets(shadow, spec, data.y))
+    # The experience stream keeps float32 rows: token ids go back to int64. A classifier's labels
+    # are recorded as sent and take the outputs the shadow's table gives them. Regression targets
+    # are learned in the shadow's units, and the served model is judged in them too (InShadowUnits).
+    if spec.is_classifier:
+        y = preprocessing.label_indices(shadow, spec, data.y).to(torch.float32).reshape(-1, 1)
+    else:
+        y = preprocessing.encode_targets(shadow, spec, data.y)
+    data = replace(data, x=data.x.to(runtime.example_dtype), y=y)
     judged = served if spec.is_classifier else replace(served, model=InShadowUnits(served.model, shadow).eval())
     trainer = ContinuousTrainer(
         ModelVersionManager(judged.model, initial_version=served.number),

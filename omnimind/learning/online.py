@@ -13,7 +13,7 @@ from omnimind.config import OPTIMIZERS
 
 from .errors import InvalidFeedback
 from .losses import LOSSES, per_sample_loss
-from .preprocessing import is_state_key
+from .preprocessing import LABEL_KEYS, is_state_key, table_labels
 
 __all__ = ["OnlineSGDConfig", "OnlineSGDLearner", "StepResult"]
 
@@ -284,15 +284,30 @@ class OnlineSGDLearner:
                 raise InvalidFeedback("weights must be finite, one per sample", reason="length_mismatch")
         return self.step(x, y, w).loss
 
-    def load_weights(self, state_dict: Mapping[str, torch.Tensor]) -> None:
+    def load_weights(self, state_dict: Mapping[str, torch.Tensor]) -> bool:
         """Continue from other weights (a served version): in place, with a fresh
-        optimizer state, and those weights as the divergence guard's rollback point."""
+        optimizer state, and those weights as the divergence guard's rollback point.
+
+        The label table is append-only: when the incoming table is a prefix of the
+        learner's (the version predates labels the learner has learned since), the
+        learner keeps its own. Returns True when the incoming table gives a known
+        label another output: indices held elsewhere (replay, pending samples) then
+        mean other classes."""
+        own = self.model.state_dict()
         # Weights published before preprocessing state existed keep the learner's own.
-        kept = {k: v for k, v in self.model.state_dict().items() if is_state_key(k) and k not in state_dict}
-        self.model.load_state_dict({**kept, **state_dict}, strict=True)
+        kept = {k: v for k, v in own.items() if is_state_key(k) and k not in state_dict}
+        mine, theirs = table_labels(own), table_labels(state_dict)
+        conflict = False
+        if mine is not None and theirs is not None:
+            if theirs == mine[: len(theirs)]:
+                kept.update({k: own[k] for k in LABEL_KEYS})
+            else:
+                conflict = mine != theirs[: len(mine)]
+        self.model.load_state_dict({**state_dict, **kept}, strict=True)
         self.optimizer.state.clear()
         self.optimizer.zero_grad(set_to_none=True)
         torch._foreach_copy_(self._last_good, [p.detach() for p in self._params])
+        return conflict
 
     def _recover(self) -> None:
         self._diverged_steps += 1

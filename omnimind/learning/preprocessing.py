@@ -35,7 +35,7 @@ ones (identity transforms): see :func:`is_state_key`.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -196,11 +196,21 @@ def decode_regression(model: nn.Module, outputs: torch.Tensor) -> torch.Tensor:
 # ---------------------------------------------------------------------------- labels
 def labels_of(model: nn.Module) -> list:
     """The labels ``model``'s outputs stand for, in output order."""
-    table = getattr(model, "omnimind_labels", None)
-    if table is None:
+    if getattr(model, "omnimind_labels", None) is None:
         return []
-    count = int(model.omnimind_label_count)
-    rows = table[:count].to("cpu").numpy()
+    return table_labels({key: getattr(model, key) for key in LABEL_KEYS}) or []
+
+
+LABEL_KEYS = ("omnimind_labels", "omnimind_label_count")
+
+
+def table_labels(state_dict: Mapping[str, torch.Tensor]) -> list | None:
+    """The labels a state_dict's label table holds, in output order (None: it has no table)."""
+    table = state_dict.get("omnimind_labels")
+    count = state_dict.get("omnimind_label_count")
+    if table is None or count is None:
+        return None
+    rows = table[: int(count)].to("cpu").numpy()
     return [json.loads(bytes(row).rstrip(b"\0").decode("utf-8")) for row in rows]
 
 

@@ -337,6 +337,18 @@ class OnlineLearningSystem:
                                             torch.stack([torch.as_tensor(b[1]) for b in batch]))
         return self._update(x, y, None)
 
+    def load_weights(self, state_dict: Mapping[str, torch.Tensor]) -> bool:
+        """The learner continues from ``state_dict`` (see :meth:`OnlineSGDLearner.load_weights`).
+        When the incoming label table gives known labels other outputs, the stored
+        targets (replay, pending samples) are forgotten: their indices name other classes
+        now. Returns whether that happened."""
+        conflict = self.online_learner.load_weights(state_dict)
+        if conflict:
+            self.replay_buffer.clear()
+            self._pending_x, self._pending_y, self._pending_slots = [], [], []
+            self._pending_count = 0
+        return conflict
+
     def continue_from(self, version: int) -> None:
         """The model now descends from served ``version`` (its weights are the caller's
         business): drift events and checkpoints then name that version."""

@@ -135,3 +135,42 @@ def test_boolean_labels_stay_apart_from_0_and_1():
     assert preprocessing.labels_of(model) == [True, False]
     with pytest.raises(InvalidFeedback):  # the head has two labels, and 1 is neither
         preprocessing.label_indices(model, spec, [1])
+
+
+def _classifier(labels=(), outputs=5):
+    spec = ModelSpec(head="multiclass", label_policy="grow", labels=labels)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, outputs))
+    return spec, preprocessing.attach(model, spec, input_width=4, output_width=outputs)
+
+
+def test_loading_a_version_keeps_the_learners_label_table_when_the_versions_is_a_prefix_of_it():
+    from omnimind.learning import OnlineLearningSystem, OnlineSGDConfig
+
+    spec, model = _classifier()
+    system = OnlineLearningSystem(model, config=OnlineSGDConfig(loss="cross_entropy"), rng=np.random.default_rng(0),
+                                  step_every_observe=True, spec=spec)
+    x = torch.randn(3, 4)
+    system.observe(x, preprocessing.label_indices(model, spec, ["cat", "dog", "bird"]))
+    _, champion = _classifier(("cat", "dog"))
+    assert system.load_weights(champion.state_dict()) is False
+    assert preprocessing.labels_of(model) == ["cat", "dog", "bird"]
+    assert preprocessing.label_indices(model, spec, ["fish", "bird"]).tolist() == [3, 2]
+    assert len(system.replay_buffer) == 3
+    # A version that knows more labels, the learner's among them in the same places: taken.
+    _, ahead = _classifier(("cat", "dog", "bird", "fish", "owl"))
+    assert system.load_weights(ahead.state_dict()) is False
+    assert preprocessing.labels_of(model) == ["cat", "dog", "bird", "fish", "owl"]
+
+
+def test_loading_a_version_that_numbers_labels_differently_forgets_the_stored_targets():
+    from omnimind.learning import OnlineLearningSystem, OnlineSGDConfig
+
+    spec, model = _classifier()
+    system = OnlineLearningSystem(model, config=OnlineSGDConfig(loss="cross_entropy"), rng=np.random.default_rng(0),
+                                  step_every_observe=True, spec=spec)
+    system.observe(torch.randn(3, 4), preprocessing.label_indices(model, spec, ["cat", "dog", "bird"]))
+    _, other = _classifier(("cat", "fish"))
+    assert system.load_weights(other.state_dict()) is True
+    assert preprocessing.labels_of(model) == ["cat", "fish"]
+    assert len(system.replay_buffer) == 0 and system.pending == 0

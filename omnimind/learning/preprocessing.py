@@ -281,7 +281,7 @@ def decode_outputs(model: nn.Module, spec: ModelSpec, outputs: np.ndarray) -> tu
         return outputs.tolist(), None
     labels = labels_of(model)
     logits = np.asarray(outputs, dtype=np.float64)
-    if spec.head == "binary":
+    if spec.loss == "bce":  # one logit; a binary head with cross_entropy has two and takes the softmax
         p = 1.0 / (1.0 + np.exp(-logits.reshape(logits.shape[0], -1)[:, 0]))
         probabilities = np.stack([1.0 - p, p], axis=1)[:, : len(labels)]
     else:

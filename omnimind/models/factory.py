@@ -109,6 +109,9 @@ def output_width(model: nn.Module, spec: ModelSpec, shape: tuple, name: str = "t
     if spec.head == "binary" and spec.loss == "bce" and width != 1:
         raise ConfigError(f"model factory {name!r}: a binary head with bce needs 1 output (a logit), "
                           f"the model has {width}")
+    if spec.head == "binary" and spec.loss == "cross_entropy" and width != 2:
+        raise ConfigError(f"model factory {name!r}: a binary head with cross_entropy needs 2 outputs (one logit "
+                          f"per class), the model has {width}")
     if spec.head == "multiclass" and width < 2:
         raise ConfigError(f"model factory {name!r}: a multiclass head needs one output per class (at least 2), "
                           f"the model has {width}")

@@ -1,4 +1,6 @@
 """Online preprocessing, labels and the classifier heads' outputs (pure, no I/O)."""
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -174,3 +176,16 @@ def test_loading_a_version_that_numbers_labels_differently_forgets_the_stored_ta
     assert system.load_weights(other.state_dict()) is True
     assert preprocessing.labels_of(model) == ["cat", "fish"]
     assert len(system.replay_buffer) == 0 and system.pending == 0
+
+
+def test_a_binary_head_with_cross_entropy_serves_the_softmax_of_its_two_logits():
+    from omnimind.errors import ConfigError
+    from omnimind.models.factory import output_width
+
+    spec = ModelSpec(head="binary", loss="cross_entropy", labels=("no", "yes"))
+    model = preprocessing.attach(nn.Linear(2, 2), spec, input_width=2, output_width=2)
+    rows, _ = preprocessing.decode_outputs(model, spec, np.array([[0.0, 3.0], [2.0, 0.0]], dtype=np.float32))
+    assert [row["label"] for row in rows] == ["yes", "no"]
+    assert rows[0]["probabilities"] == pytest.approx([1 / (1 + math.exp(3)), 1 / (1 + math.exp(-3))])
+    with pytest.raises(ConfigError, match="needs 2 outputs"):
+        output_width(nn.Linear(2, 1), spec, (2,))

@@ -119,6 +119,13 @@ class Signature:
         self.sequence = any(f.variable for f in features)
         if self.sequence and (len(features) != 1 or features[0].dtype != "int64"):
             raise ValueError("a sequence signature has exactly one int64 input of shape [-1]")
+        if self.sequence:
+            # An id past the model's embedding table fails inside the model (a device assert on CUDA).
+            token = features[0]
+            if token.vocab is None or token.vocab < 1:
+                raise ValueError(f"input {token.name!r}: a token sequence needs vocab (ids lie in [0, vocab))")
+            if not 0 <= token.pad < token.vocab:
+                raise ValueError(f"input {token.name!r}: pad {token.pad} must lie in [0, vocab={token.vocab})")
         if not self.sequence and any(len(f.shape) > 1 or (f.shape and f.dtype != "float32") for f in features):
             raise ValueError("tabular inputs are scalars, or float32 vectors of shape [k]")
 
@@ -198,11 +205,13 @@ class Signature:
             raise InvalidInput("too_long", f"'{feature.name}' has {len(example)} tokens, more than {feature.max_len}")
         if not all(isinstance(t, int) and not isinstance(t, bool) for t in example):
             raise InvalidInput("type", f"'{feature.name}' must hold integer token ids (int64)")
-        ids = np.full(feature.max_len, feature.pad, dtype=np.int64)
-        ids[: len(example)] = example
-        bad = [t for t in example if t < 0 or (feature.vocab is not None and t >= feature.vocab)]
+        # Checked before the int64 array holds them: 10**20 does not fit one.
+        vocab = int(feature.vocab or 0)  # required of a sequence signature
+        bad = [t for t in example if t < 0 or t >= vocab]
         if bad:
             raise InvalidInput("out_of_range", f"'{feature.name}' holds token id {bad[0]} outside [0, {feature.vocab})")
+        ids = np.full(feature.max_len, feature.pad, dtype=np.int64)
+        ids[: len(example)] = example
         return ids
 
     def _check_names(self, example: dict) -> None:

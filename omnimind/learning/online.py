@@ -169,8 +169,14 @@ class OnlineSGDLearner:
         """
         try:
             x = torch.as_tensor(inputs)
-            # Integer inputs are token ids for an embedding: they stay int64. Anything else is float32.
-            x = x.to(torch.int64) if not x.dtype.is_floating_point and x.dtype != torch.bool else x.to(torch.float32)
+            # A model that declares int64 inputs takes token ids (an embedding's); any other takes float32,
+            # whole numbers included.
+            if getattr(self.model, "omnimind_input_dtype", None) is torch.int64:
+                if x.dtype.is_floating_point or x.dtype == torch.bool:
+                    raise TypeError(f"token ids must be integers, not {x.dtype}")
+                x = x.to(torch.int64)
+            else:
+                x = x.to(torch.float32)
             y = torch.as_tensor(targets)
         except (TypeError, ValueError, RuntimeError) as exc:
             self._rejected_batches += 1

@@ -270,3 +270,16 @@ def test_a_batch_is_scored_with_the_statistics_from_before_it_and_moves_them_onl
     assert refused.value.reason == "non_finite_output"
     for key, value in before.items():
         assert torch.equal(system.model.state_dict()[key], value), key
+
+
+def test_integer_inputs_are_float_features_unless_the_model_declares_token_ids():
+    system = OnlineLearningSystem(nn.Linear(4, 1), batch_size=8)
+    result = system.observe([[1, 2, 3, 4]] * 8, [[1.0]] * 8)
+    assert result.accepted == 8 and result.updates == 1
+    tokens = nn.Sequential(nn.Embedding(10, 3), nn.Flatten(), nn.Linear(6, 1))
+    tokens.omnimind_input_dtype = torch.int64
+    system = OnlineLearningSystem(tokens, batch_size=2)
+    assert system.observe([[1, 9], [0, 3]], [[1.0], [0.0]]).accepted == 2
+    with pytest.raises(InvalidFeedback) as refused:
+        system.observe([[1.0, 9.0]], [[1.0]])
+    assert refused.value.reason == "dtype"

@@ -20,7 +20,7 @@ unnamed float vector of ``OMNIMIND_MODEL_INPUT_SIZE`` (the shortcut). Two kinds:
 Every refusal is an :class:`~omnimind.errors.InvalidInput` with a reason:
 ``type`` (a wrong dtype), ``unknown_feature``/``missing_feature``, ``too_long``
 (a sequence longer than ``max_len``, a string longer than ``max_length`` bytes),
-``out_of_range`` (a token id outside the embedding), ``bad_value`` (a one-hot
+``out_of_range`` (a token id outside the embedding, a number outside float32), ``bad_value`` (a one-hot
 string not among its ``values``), ``non_finite``, ``empty``, ``batch_too_large``.
 
 >>> sig = Signature.from_json('{"inputs": [{"name": "age", "dtype": "float32"},'
@@ -260,7 +260,7 @@ class Signature:
         if f.dtype == "int64":
             if isinstance(value, bool) or not isinstance(value, int):
                 raise InvalidInput("type", f"'{f.name}' must be an integer, not {type(value).__name__}")
-            return np.asarray([value], dtype=np.float32)
+            return _float32([value], f.name)
         if f.shape:
             array = _numbers(value, f.name)
             if array.shape != f.shape:
@@ -268,15 +268,25 @@ class Signature:
             return array.reshape(-1)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise InvalidInput("type", f"'{f.name}' must be a number, not {type(value).__name__}")
-        if not np.isfinite(value):
-            raise InvalidInput("non_finite", f"'{f.name}' is NaN or infinite")
-        return np.asarray([value], dtype=np.float32)
+        return _float32([value], f.name)
 
 
 def _numbers(value: Any, name: str) -> np.ndarray:
     if not isinstance(value, list) or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
         raise InvalidInput("type", f"'{name}' must be a list of numbers")
-    array = np.asarray(value, dtype=np.float32)
+    return _float32(value, name)
+
+
+def _float32(value: list, name: str) -> np.ndarray:
+    # Checked after the float32 cast: 1e39 is finite as sent and infinite as the model would see it.
+    outside = InvalidInput("out_of_range", f"'{name}' holds a value outside float32's range (about 3.4e38)")
+    try:
+        with np.errstate(over="ignore"):
+            array = np.asarray(value, dtype=np.float32)
+    except OverflowError:  # an integer beyond even float64
+        raise outside from None
     if not np.isfinite(array).all():
+        if np.isfinite(np.asarray(value, dtype=np.float64)).all():
+            raise outside
         raise InvalidInput("non_finite", f"'{name}' contains NaN or infinity")
     return array

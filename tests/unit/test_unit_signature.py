@@ -37,3 +37,13 @@ def test_a_vocabulary_larger_than_the_models_embedding_fails_at_build_time():
     build_model(settings(40))
     with pytest.raises(ConfigError, match="vocab 41"):
         build_model(settings(41))
+
+
+@pytest.mark.parametrize("value,reason", [(1e39, "out_of_range"), (10**40, "out_of_range"), (10**400, "out_of_range"),
+                                          (float("nan"), "non_finite"), (float("inf"), "non_finite")])
+def test_a_number_is_checked_as_the_model_sees_it_after_the_float32_cast(value, reason):
+    signature = Signature.from_json({"inputs": [{"name": "a", "dtype": "float32"}, {"name": "v", "shape": [2]}]})
+    for example in ({"a": value, "v": [0.0, 0.0]}, {"a": 0.0, "v": [1.0, value]}):
+        with pytest.raises(InvalidInput) as refused:
+            signature.encode(example, max_batch=8)
+        assert refused.value.reason == reason

@@ -294,14 +294,17 @@ class OnlineSGDLearner:
         """Continue from other weights (a served version): in place, with a fresh
         optimizer state, and those weights as the divergence guard's rollback point.
 
-        The label table is append-only: when the incoming table is a prefix of the
+        The label table is append-only: when the incoming table is absent or a prefix of the
         learner's (the version predates labels the learner has learned since), the
         learner keeps its own. Returns True when the incoming table gives a known
         label another output: indices held elsewhere (replay, pending samples) then
         mean other classes."""
         own = self.model.state_dict()
-        # Weights published before preprocessing state existed keep the learner's own.
-        kept = {k: v for k, v in own.items() if is_state_key(k) and k not in state_dict}
+        # Weights published before preprocessing state existed: fresh (identity) statistics, as serving
+        # loads them (serialization.load_into), and the learner's own label table (an absent table is
+        # the empty prefix of it).
+        kept = {k: own[k] if k in LABEL_KEYS else torch.zeros_like(v)
+                for k, v in own.items() if is_state_key(k) and k not in state_dict}
         mine, theirs = table_labels(own), table_labels(state_dict)
         conflict = False
         if mine is not None and theirs is not None:

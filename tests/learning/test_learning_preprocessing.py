@@ -189,3 +189,18 @@ def test_a_binary_head_with_cross_entropy_serves_the_softmax_of_its_two_logits()
     assert rows[0]["probabilities"] == pytest.approx([1 / (1 + math.exp(3)), 1 / (1 + math.exp(-3))])
     with pytest.raises(ConfigError, match="needs 2 outputs"):
         output_width(nn.Linear(2, 1), spec, (2,))
+
+
+def test_a_version_published_before_preprocessing_state_loads_into_the_learner_as_serving_loads_it():
+    from omnimind.learning import OnlineSGDLearner
+
+    spec = ModelSpec()
+    learner = OnlineSGDLearner(_regressor(spec))
+    preprocessing.observe(learner.model, spec, torch.randn(64, 4) * 1e4, torch.randn(64, 1) * 50 + 3)
+    old = {k: v for k, v in _regressor(spec).state_dict().items() if not preprocessing.is_state_key(k)}
+    learner.load_weights(old)
+    served = load_into(_regressor(spec), old)
+    x = torch.randn(8, 4) * 1e4
+    assert torch.equal(learner.model(x), served(x))
+    assert torch.equal(preprocessing.decode_regression(learner.model, learner.model(x)),
+                       preprocessing.decode_regression(served, served(x)))

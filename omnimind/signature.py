@@ -150,20 +150,12 @@ class Signature:
         return (sum(f.width for f in self.features),)
 
     @property
-    def example_dtype(self) -> np.dtype:
-        return np.dtype(np.int64) if self.sequence else np.dtype(np.float32)
-
-    @property
     def numeric_columns(self) -> tuple[bool, ...]:
         """Per column of a tabular vector: whether it is standardized (float32 and int64 features)."""
         columns: list[bool] = []
         for f in self.features:
             columns += [f.dtype in ("float32", "int64")] * f.width
         return tuple(columns)
-
-    @property
-    def vocab(self) -> int | None:
-        return self.features[0].vocab if self.sequence else None
 
     # ------------------------------------------------------------------ encode
     def encode(self, value: Any, max_batch: int, name: str = "inputs") -> tuple[np.ndarray, bool]:

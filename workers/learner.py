@@ -52,7 +52,7 @@ logger = logging.getLogger(__name__)
 
 def optimizer(settings: Settings, spec: ModelSpec) -> str:
     """``OMNIMIND_LEARNING_OPTIMIZER``, or the head's default: adam for a classifier, sgd for a regressor."""
-    return settings.learning_optimizer or ("adam" if spec.is_classifier else "sgd")
+    return settings.learning_optimizer or spec.default_optimizer
 
 
 def learning_rate(settings: Settings, spec: ModelSpec) -> float:

@@ -21,7 +21,6 @@ import torch
 from omnimind.config import Settings
 from omnimind.experience import ExperienceStream
 from omnimind.learning import ChallengerGate, ContinuousTrainer, ModelVersionManager, RetrainOutcome, preprocessing
-from omnimind.learning.spec import ModelSpec
 from omnimind.models.runtime import ModelRuntime
 from omnimind.models.store import ModelStore
 from omnimind.observability import metrics
@@ -47,7 +46,7 @@ def retrain(settings: Settings, client, runtime: ModelRuntime, learner: LearnerS
     if spec.is_classifier:
         y = preprocessing.label_indices(shadow, spec, data.y).to(torch.float32).reshape(-1, 1)
     else:
-        y = preprocessing.encode_targets(shadow, spec, data.y)
+        y = preprocessing.encode_targets(shadow, data.y)
     data = replace(data, x=data.x.to(runtime.example_dtype), y=y)
     judged = served if spec.is_classifier else replace(served, model=InShadowUnits(served.model, shadow).eval())
     trainer = ContinuousTrainer(
@@ -116,8 +115,7 @@ class InShadowUnits(torch.nn.Module):
     def __init__(self, served: torch.nn.Module, shadow: torch.nn.Module) -> None:
         super().__init__()
         self.served, self.shadow = served, shadow
-        self.spec = ModelSpec(scale_target=True)
 
     def forward(self, x):
         raw = preprocessing.decode_regression(self.served, self.served(x))
-        return preprocessing.encode_targets(self.shadow, self.spec, raw)
+        return preprocessing.encode_targets(self.shadow, raw)

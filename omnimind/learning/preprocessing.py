@@ -26,7 +26,7 @@ ones (identity transforms): see :func:`is_state_key`.
 >>> observe(model, ModelSpec(), x, y)
 >>> standardize(model, x).tolist()
 [[-1.0, -1.0], [1.0, 1.0]]
->>> encode_targets(model, ModelSpec(), y).tolist()
+>>> encode_targets(model, y).tolist()
 [[-1.0], [1.0]]
 >>> clf = attach(nn.Linear(2, 3), ModelSpec(head="multiclass"), input_width=2, output_width=3)
 >>> label_indices(clf, ModelSpec(head="multiclass"), ["b", "a", "b"]).tolist(), labels_of(clf)
@@ -175,8 +175,8 @@ def _mask_hook(module: nn.Module, args: tuple) -> tuple | None:
     return (args[0], args[0] != module.omnimind_pad_id)
 
 
-def encode_targets(model: nn.Module, spec: ModelSpec, y: torch.Tensor) -> torch.Tensor:
-    """Regression targets in the units the model learns (standardized when ``scale_target``)."""
+def encode_targets(model: nn.Module, y: torch.Tensor) -> torch.Tensor:
+    """Regression targets in the units ``model`` learns (standardized when its spec had ``scale_target``)."""
     if not hasattr(model, "omnimind_y_mean"):
         return y
     return (y - model.omnimind_y_shift.to(y.device, y.dtype)) / model.omnimind_y_scale.to(y.device, y.dtype)

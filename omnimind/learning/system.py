@@ -164,7 +164,7 @@ class OnlineLearningSystem:
         """Targets in the units the model learns (the spec's target scaling; as given without a spec)."""
         if self.spec is None:
             return y
-        return preprocessing.encode_targets(self.model, self.spec, y)
+        return preprocessing.encode_targets(self.model, y)
 
     def observe(self, inputs: Any, targets: Any, passes: int = 1) -> ObserveResult:
         """Synchronous batch entry (the ``learn`` task calls this).

@@ -60,8 +60,8 @@ def test_state_travels_in_the_safetensors_blob_and_an_old_blob_loads_with_identi
     fresh = load_into(_regressor(spec), decode_state_dict(blob))
     x = torch.randn(8, 4) * 1e4
     assert torch.equal(fresh(x), trained(x))
-    assert torch.equal(preprocessing.encode_targets(fresh, spec, torch.ones(2, 1)),
-                       preprocessing.encode_targets(trained, spec, torch.ones(2, 1)))
+    assert torch.equal(preprocessing.encode_targets(fresh, torch.ones(2, 1)),
+                       preprocessing.encode_targets(trained, torch.ones(2, 1)))
     legacy = {k: v for k, v in trained.state_dict().items() if not preprocessing.is_state_key(k)}
     loaded = load_into(_regressor(spec), legacy)
     assert float(loaded.omnimind_x_count) == 0 and torch.equal(preprocessing.standardize(loaded, x), x)
@@ -72,7 +72,7 @@ def test_target_scaling_round_trips():
     model = _regressor(spec, out=2)
     y = torch.tensor([[1e6, -3.0], [3e6, 5.0], [2e6, 1.0]])
     preprocessing.observe(model, spec, torch.zeros(3, 4), y)
-    encoded = preprocessing.encode_targets(model, spec, y)
+    encoded = preprocessing.encode_targets(model, y)
     assert encoded.abs().max() < 2
     torch.testing.assert_close(preprocessing.decode_regression(model, encoded), y)
 

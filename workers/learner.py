@@ -151,17 +151,13 @@ class LearnerService:
         return True
 
     # ------------------------------------------------------------------ learning
-    def targets(self, y) -> np.ndarray:
+    def _targets(self, y) -> np.ndarray:
         """Targets as the learner learns them: a classifier's labels (strings or integers)
         become output indices (int64 for cross_entropy, 0/1 floats for bce), growing the
         label table under the ``grow`` policy; raises ``InvalidFeedback``. Regression
-        targets are returned as they are."""
-        with self._lock:
-            return self._targets(y)
-
-    def _targets(self, y) -> np.ndarray:
-        # Under the lock, with the observe that learns them: a version adopted in between
-        # (the follower thread) must not change what the indices mean.
+        targets are returned as they are. Called under the lock, with the observe that
+        learns them: a version adopted in between (the follower thread) must not change
+        what the indices mean."""
         if not self.spec.is_classifier:
             return y
         indices = preprocessing.label_indices(self.system.model, self.spec, list(np.asarray(y).reshape(-1)))
@@ -171,7 +167,7 @@ class LearnerService:
 
     def learn(self, x: np.ndarray, y: np.ndarray, served_version: int, task_id: str) -> dict:
         """Learn from a validated batch once per ``task_id``; raises ``InvalidFeedback`` on unlearnable data.
-        A classifier's ``y`` holds labels (see :meth:`targets`)."""
+        A classifier's ``y`` holds labels (see :meth:`_targets`)."""
         first = self.experience.recorded(task_id)
         if first is not None:
             metrics.learn_duplicates.inc()

@@ -55,6 +55,23 @@ DRIFT_METHODS = ("cusum", "adwin", "page_hinkley", "kswin")
 
 #: Losses of ``omnimind.learning.losses`` (their one home, as for drift methods).
 LOSSES = ("mse", "huber", "cross_entropy", "bce")
+#: Model heads and the losses each takes, its default first (``omnimind.learning.spec``; their one home).
+HEAD_LOSSES = {"regression": ("mse", "huber"), "binary": ("bce", "cross_entropy"), "multiclass": ("cross_entropy",)}
+HEADS = tuple(HEAD_LOSSES)
+#: What a classifier does with an unseen label (``OMNIMIND_MODEL_LABEL_POLICY``).
+LABEL_POLICIES = ("refuse", "grow")
+#: What the challenger gate compares (``OMNIMIND_CHALLENGER_METRIC``).
+CHALLENGER_METRICS = ("loss", "error_rate")
+
+
+def model_head(head: str, loss: str) -> str:
+    """The head a farm declares: ``OMNIMIND_LEARNING_LOSS=cross_entropy`` (or ``bce``) alone,
+    the way classifiers were declared before heads existed, still means a classifier head."""
+    if head == "regression" and loss in ("cross_entropy", "bce"):
+        return "multiclass" if loss == "cross_entropy" else "binary"
+    return head
+
+
 #: Optimizers of the online learner (``OMNIMIND_LEARNING_OPTIMIZER``).
 OPTIMIZERS = ("sgd", "adam", "adamw")
 
@@ -357,8 +374,17 @@ class Settings:
         if self.learning_optimizer and self.learning_optimizer not in OPTIMIZERS:
             raise ConfigError(
                 f"OMNIMIND_LEARNING_OPTIMIZER must be one of {list(OPTIMIZERS)}, not {self.learning_optimizer!r}")
-        if self.model_head not in ("regression", "binary", "multiclass"):
-            raise ConfigError(f"OMNIMIND_MODEL_HEAD must be regression, binary or multiclass, not {self.model_head!r}")
+        if self.model_head not in HEADS:
+            raise ConfigError(f"OMNIMIND_MODEL_HEAD must be one of {list(HEADS)}, not {self.model_head!r}")
+        head = model_head(self.model_head, self.learning_loss)
+        if self.learning_loss and self.learning_loss not in HEAD_LOSSES[head]:
+            raise ConfigError(f"OMNIMIND_LEARNING_LOSS {self.learning_loss!r} does not fit a {head} head "
+                              f"(use one of {list(HEAD_LOSSES[head])})")
+        if head == "binary" and len(self.model_labels) > 2:
+            raise ConfigError(f"a binary head has two labels, OMNIMIND_MODEL_LABELS names {len(self.model_labels)}")
+        if head == "regression" and self.challenger_metric == "error_rate":
+            raise ConfigError("OMNIMIND_CHALLENGER_METRIC=error_rate counts a classifier's mistakes; "
+                              "a regression head has none (use loss)")
         if self.model_signature:
             from omnimind.signature import Signature  # pure, no torch
 
@@ -366,10 +392,12 @@ class Settings:
                 Signature.from_json(self.model_signature)
             except (ValueError, TypeError) as exc:
                 raise ConfigError(f"OMNIMIND_MODEL_SIGNATURE is not a usable signature: {exc}") from None
-        if self.model_label_policy not in ("", "refuse", "grow"):
-            raise ConfigError(f"OMNIMIND_MODEL_LABEL_POLICY must be refuse or grow, not {self.model_label_policy!r}")
-        if self.challenger_metric not in ("loss", "error_rate"):
-            raise ConfigError(f"OMNIMIND_CHALLENGER_METRIC must be loss or error_rate, not {self.challenger_metric!r}")
+        if self.model_label_policy and self.model_label_policy not in LABEL_POLICIES:
+            raise ConfigError(f"OMNIMIND_MODEL_LABEL_POLICY must be one of {list(LABEL_POLICIES)}, "
+                              f"not {self.model_label_policy!r}")
+        if self.challenger_metric not in CHALLENGER_METRICS:
+            raise ConfigError(f"OMNIMIND_CHALLENGER_METRIC must be one of {list(CHALLENGER_METRICS)}, "
+                              f"not {self.challenger_metric!r}")
         if self.challenger_publish not in ("leader", "off"):
             raise ConfigError(f"OMNIMIND_CHALLENGER_PUBLISH must be 'leader' or 'off', not {self.challenger_publish!r}")
         if self.drift_method not in DRIFT_METHODS:

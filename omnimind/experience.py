@@ -41,7 +41,8 @@ class Window:
     """The newest samples of the stream, oldest first; ``since_drift`` when a drift marker cut it short."""
 
     x: torch.Tensor
-    y: torch.Tensor
+    #: A list of labels when read with ``labels=True``.
+    y: torch.Tensor | list
     since_drift: bool
 
     @property
@@ -92,9 +93,11 @@ class ExperienceStream:
         return json.loads(raw) if raw is not None else None
 
     # ------------------------------------------------------------------- reads
-    def window(self, limit: int, example_shape: Sequence[int], *, since_drift: bool = True) -> Window:
+    def window(self, limit: int, example_shape: Sequence[int], *, since_drift: bool = True,
+               labels: bool = False) -> Window:
         """The newest ``limit`` samples (of ``example_shape``), oldest first; with
-        ``since_drift``, none from before the newest drift marker."""
+        ``since_drift``, none from before the newest drift marker. With ``labels``,
+        ``y`` is the list of a classifier's labels as recorded (strings or integers)."""
         shape = tuple(example_shape)
         xs, ys = [], []
         cut = False
@@ -114,15 +117,16 @@ class ExperienceStream:
                 if x.shape != shape:  # recorded for another model architecture
                     continue
                 xs.append(x)
-                ys.append(np.atleast_1d(np.asarray(json.loads(fields[b"y"]), dtype=np.float32)))
+                target = json.loads(fields[b"y"])
+                ys.append(target if labels else np.atleast_1d(np.asarray(target, dtype=np.float32)))
                 if len(xs) == limit:
                     break
             newest = "(" + page[-1][0].decode()  # exclusive: continue below the page's oldest
         if not xs:
-            return Window(torch.empty((0, *shape)), torch.empty((0, 1)), cut)
+            return Window(torch.empty((0, *shape)), [] if labels else torch.empty((0, 1)), cut)
         xs.reverse()
         ys.reverse()
-        return Window(torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(ys)), cut)
+        return Window(torch.from_numpy(np.stack(xs)), ys if labels else torch.from_numpy(np.stack(ys)), cut)
 
     def __len__(self) -> int:
         return int(self.client.xlen(keys.EXPERIENCE))

@@ -20,7 +20,7 @@ unnamed float vector of ``OMNIMIND_MODEL_INPUT_SIZE`` (the shortcut). Two kinds:
 Every refusal is an :class:`~omnimind.errors.InvalidInput` with a reason:
 ``type`` (a wrong dtype), ``unknown_feature``/``missing_feature``, ``too_long``
 (a sequence longer than ``max_len``, a string longer than ``max_length`` bytes),
-``out_of_range`` (a token id outside the embedding), ``bad_value`` (a one-hot
+``out_of_range`` (a token id outside the embedding, a number outside float32), ``bad_value`` (a one-hot
 string not among its ``values``), ``non_finite``, ``empty``, ``batch_too_large``.
 
 >>> sig = Signature.from_json('{"inputs": [{"name": "age", "dtype": "float32"},'
@@ -119,6 +119,13 @@ class Signature:
         self.sequence = any(f.variable for f in features)
         if self.sequence and (len(features) != 1 or features[0].dtype != "int64"):
             raise ValueError("a sequence signature has exactly one int64 input of shape [-1]")
+        if self.sequence:
+            # An id past the model's embedding table fails inside the model (a device assert on CUDA).
+            token = features[0]
+            if token.vocab is None or token.vocab < 1:
+                raise ValueError(f"input {token.name!r}: a token sequence needs vocab (ids lie in [0, vocab))")
+            if not 0 <= token.pad < token.vocab:
+                raise ValueError(f"input {token.name!r}: pad {token.pad} must lie in [0, vocab={token.vocab})")
         if not self.sequence and any(len(f.shape) > 1 or (f.shape and f.dtype != "float32") for f in features):
             raise ValueError("tabular inputs are scalars, or float32 vectors of shape [k]")
 
@@ -143,20 +150,12 @@ class Signature:
         return (sum(f.width for f in self.features),)
 
     @property
-    def example_dtype(self) -> np.dtype:
-        return np.dtype(np.int64) if self.sequence else np.dtype(np.float32)
-
-    @property
     def numeric_columns(self) -> tuple[bool, ...]:
         """Per column of a tabular vector: whether it is standardized (float32 and int64 features)."""
         columns: list[bool] = []
         for f in self.features:
             columns += [f.dtype in ("float32", "int64")] * f.width
         return tuple(columns)
-
-    @property
-    def vocab(self) -> int | None:
-        return self.features[0].vocab if self.sequence else None
 
     # ------------------------------------------------------------------ encode
     def encode(self, value: Any, max_batch: int, name: str = "inputs") -> tuple[np.ndarray, bool]:
@@ -198,11 +197,13 @@ class Signature:
             raise InvalidInput("too_long", f"'{feature.name}' has {len(example)} tokens, more than {feature.max_len}")
         if not all(isinstance(t, int) and not isinstance(t, bool) for t in example):
             raise InvalidInput("type", f"'{feature.name}' must hold integer token ids (int64)")
-        ids = np.full(feature.max_len, feature.pad, dtype=np.int64)
-        ids[: len(example)] = example
-        bad = [t for t in example if t < 0 or (feature.vocab is not None and t >= feature.vocab)]
+        # Checked before the int64 array holds them: 10**20 does not fit one.
+        vocab = int(feature.vocab or 0)  # required of a sequence signature
+        bad = [t for t in example if t < 0 or t >= vocab]
         if bad:
             raise InvalidInput("out_of_range", f"'{feature.name}' holds token id {bad[0]} outside [0, {feature.vocab})")
+        ids = np.full(feature.max_len, feature.pad, dtype=np.int64)
+        ids[: len(example)] = example
         return ids
 
     def _check_names(self, example: dict) -> None:
@@ -251,7 +252,7 @@ class Signature:
         if f.dtype == "int64":
             if isinstance(value, bool) or not isinstance(value, int):
                 raise InvalidInput("type", f"'{f.name}' must be an integer, not {type(value).__name__}")
-            return np.asarray([value], dtype=np.float32)
+            return _float32([value], f.name)
         if f.shape:
             array = _numbers(value, f.name)
             if array.shape != f.shape:
@@ -259,15 +260,25 @@ class Signature:
             return array.reshape(-1)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise InvalidInput("type", f"'{f.name}' must be a number, not {type(value).__name__}")
-        if not np.isfinite(value):
-            raise InvalidInput("non_finite", f"'{f.name}' is NaN or infinite")
-        return np.asarray([value], dtype=np.float32)
+        return _float32([value], f.name)
 
 
 def _numbers(value: Any, name: str) -> np.ndarray:
     if not isinstance(value, list) or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
         raise InvalidInput("type", f"'{name}' must be a list of numbers")
-    array = np.asarray(value, dtype=np.float32)
+    return _float32(value, name)
+
+
+def _float32(value: list, name: str) -> np.ndarray:
+    # Checked after the float32 cast: 1e39 is finite as sent and infinite as the model would see it.
+    outside = InvalidInput("out_of_range", f"'{name}' holds a value outside float32's range (about 3.4e38)")
+    try:
+        with np.errstate(over="ignore"):
+            array = np.asarray(value, dtype=np.float32)
+    except OverflowError:  # an integer beyond even float64
+        raise outside from None
     if not np.isfinite(array).all():
+        if np.isfinite(np.asarray(value, dtype=np.float64)).all():
+            raise outside
         raise InvalidInput("non_finite", f"'{name}' contains NaN or infinity")
     return array

@@ -68,6 +68,8 @@ def as_labels(value: Any, count: int, single: bool, name: str = "targets") -> np
 
     >>> as_labels(["cat", "dog"], 2, single=False).tolist(), as_labels("cat", 1, single=True).tolist()
     (['cat', 'dog'], ['cat'])
+    >>> as_labels([[2], [0]], 2, single=False).tolist()  # a column vector, as cross_entropy targets were sent
+    [2, 0]
     >>> as_labels([1.5], 1, single=False)
     Traceback (most recent call last):
     ...
@@ -82,6 +84,8 @@ def as_labels(value: Any, count: int, single: bool, name: str = "targets") -> np
         raise InvalidInput("type", f"'{name}' must be a list of labels, one per example")
     out = []
     for label in labels:
+        if isinstance(label, list) and len(label) == 1:
+            label = label[0]
         if isinstance(label, float) and np.isfinite(label) and label.is_integer():
             label = int(label)
         if not isinstance(label, (str, int)):  # a bool is an int

@@ -23,7 +23,7 @@ logger = logging.getLogger(__name__)
 
 # The learning core's reasons, in the farm's fixed vocabulary of InvalidInput reasons.
 _FEEDBACK_REASONS = {"dtype": "type", "length_mismatch": "shape", "non_finite_output": "non_finite",
-                     "label_too_long": "bad_value", "label_range": "unknown_label"}
+                     "label_too_long": "too_long", "label_range": "unknown_label"}
 
 
 def validate_feedback(inputs: Any, targets: Any, runtime) -> tuple[np.ndarray, np.ndarray]:

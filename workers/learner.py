@@ -52,7 +52,7 @@ logger = logging.getLogger(__name__)
 
 def optimizer(settings: Settings, spec: ModelSpec) -> str:
     """``OMNIMIND_LEARNING_OPTIMIZER``, or the head's default: adam for a classifier, sgd for a regressor."""
-    return settings.learning_optimizer or ("adam" if spec.is_classifier else "sgd")
+    return settings.learning_optimizer or spec.default_optimizer
 
 
 def learning_rate(settings: Settings, spec: ModelSpec) -> float:
@@ -151,32 +151,33 @@ class LearnerService:
         return True
 
     # ------------------------------------------------------------------ learning
-    def targets(self, y) -> np.ndarray:
+    def _targets(self, y) -> np.ndarray:
         """Targets as the learner learns them: a classifier's labels (strings or integers)
         become output indices (int64 for cross_entropy, 0/1 floats for bce), growing the
         label table under the ``grow`` policy; raises ``InvalidFeedback``. Regression
-        targets are returned as they are."""
+        targets are returned as they are. Called under the lock, with the observe that
+        learns them: a version adopted in between (the follower thread) must not change
+        what the indices mean."""
         if not self.spec.is_classifier:
             return y
-        with self._lock:
-            indices = preprocessing.label_indices(self.system.model, self.spec, list(np.asarray(y).reshape(-1)))
+        indices = preprocessing.label_indices(self.system.model, self.spec, list(np.asarray(y).reshape(-1)))
         if self.spec.loss == "bce":
             return indices.numpy().astype(np.float32).reshape(-1, 1)
         return indices.numpy()
 
     def learn(self, x: np.ndarray, y: np.ndarray, served_version: int, task_id: str) -> dict:
         """Learn from a validated batch once per ``task_id``; raises ``InvalidFeedback`` on unlearnable data.
-        A classifier's ``y`` holds labels (see :meth:`targets`)."""
+        A classifier's ``y`` holds labels (see :meth:`_targets`)."""
         first = self.experience.recorded(task_id)
         if first is not None:
             metrics.learn_duplicates.inc()
             logger.info("learn %s was learned and recorded before: not again", task_id)
             return {**first, "duplicate": True}
-        if self.spec.is_classifier:
-            y = self.targets(y)
-        elif self.settings.learning_loss == "cross_entropy":
-            y = y.reshape(-1).astype(np.int64)
         with self._lock:
+            # The experience stream keeps a classifier's labels as sent: a retrain maps them with
+            # its shadow's table, whatever indices this learner's table gives them.
+            labels = y
+            y = self._targets(y)
             before = self.system.samples_seen
             xt, yt = torch.from_numpy(x), torch.from_numpy(y)
             champion_losses, champion_errors = self._champion_losses(xt, yt)
@@ -193,6 +194,7 @@ class LearnerService:
                                self.champion.number)
                 self._refused("diverged")
                 self._reset_from_champion()
+                yt = torch.from_numpy(self._targets(labels))  # in the table the learner has now
                 result = self.system.observe(xt, yt)
             self.budget.spent(time.monotonic() - started, result.updates)
             self._score(result, champion_losses, champion_errors, xt, yt)
@@ -203,7 +205,7 @@ class LearnerService:
                 "drift": bool(result.drift_events),
             }
             drifts = [(event.sample_index - before - 1, event) for event in result.drift_events]
-            if not self.experience.record(task_id, x, y, served_version=served_version, node_id=self.node_id,
+            if not self.experience.record(task_id, x, labels, served_version=served_version, node_id=self.node_id,
                                           outcome=outcome, drifts=drifts):
                 metrics.learn_duplicates.inc()  # a twin ran concurrently on another learner
             self._count(result)
@@ -313,8 +315,16 @@ class LearnerService:
         self._last_refusal = {"reason": reason, "at": time.time()}
 
     def _reset_from_champion(self) -> None:
-        self.system.online_learner.load_weights(self.champion.model.state_dict())
+        self._load_weights(self.champion.model.state_dict())
         self.gate.champion_changed()
+
+    def _load_weights(self, state_dict: dict) -> None:
+        if self.system.load_weights(state_dict):
+            # The incoming label table gives known labels other outputs: the rows kept for
+            # the drift check hold indices of the old table (the system forgot its replay).
+            logger.warning("Learner: the adopted version numbers labels differently; replay and recent rows cleared")
+            self._recent.clear()
+            self._before_drift = None
 
     def _count(self, result) -> None:
         self._diverged_seen = count_learning(result, self.system, self._diverged_seen)
@@ -331,7 +341,7 @@ class LearnerService:
             self._adopt(version, state_dict)
 
     def _adopt(self, version: int, state_dict: dict) -> None:
-        self.system.online_learner.load_weights({k: v.to("cpu") for k, v in state_dict.items()})
+        self._load_weights({k: v.to("cpu") for k, v in state_dict.items()})
         champion = copy.deepcopy(self.system.model).eval()
         self._promote(ModelVersion(champion, version))
         self.gate.champion_changed()

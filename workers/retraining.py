@@ -21,7 +21,6 @@ import torch
 from omnimind.config import Settings
 from omnimind.experience import ExperienceStream
 from omnimind.learning import ChallengerGate, ContinuousTrainer, ModelVersionManager, RetrainOutcome, preprocessing
-from omnimind.learning.spec import ModelSpec
 from omnimind.models.runtime import ModelRuntime
 from omnimind.models.store import ModelStore
 from omnimind.observability import metrics
@@ -36,15 +35,19 @@ def retrain(settings: Settings, client, runtime: ModelRuntime, learner: LearnerS
     """Run one retrain; returns the JSON-able outcome (``outcome``: published, rejected,
     skipped, stale_fence or superseded)."""
     experience = ExperienceStream(client, settings.experience_maxlen)
-    data = experience.window(window or settings.retrain_window, runtime.example_shape)
+    spec = runtime.spec
+    data = experience.window(window or settings.retrain_window, runtime.example_shape, labels=spec.is_classifier)
     # Start from what the online learner has learned since the last version, if this worker has one.
     shadow = learner.model_copy() if learner is not None else copy.deepcopy(runtime.served.model)
     served = runtime.served
-    spec = runtime.spec
-    # The experience stream keeps float32 rows: token ids go back to int64. Regression targets are
-    # learned in the shadow's units, and the served model is judged in them too (InShadowUnits).
-    data = replace(data, x=data.x.to(runtime.example_dtype),
-                   y=data.y if spec.is_classifier else preprocessing.encode_targets(shadow, spec, data.y))
+    # The experience stream keeps float32 rows: token ids go back to int64. A classifier's labels
+    # are recorded as sent and take the outputs the shadow's table gives them. Regression targets
+    # are learned in the shadow's units, and the served model is judged in them too (InShadowUnits).
+    if spec.is_classifier:
+        y = preprocessing.label_indices(shadow, spec, data.y).to(torch.float32).reshape(-1, 1)
+    else:
+        y = preprocessing.encode_targets(shadow, data.y)
+    data = replace(data, x=data.x.to(runtime.example_dtype), y=y)
     judged = served if spec.is_classifier else replace(served, model=InShadowUnits(served.model, shadow).eval())
     trainer = ContinuousTrainer(
         ModelVersionManager(judged.model, initial_version=served.number),
@@ -112,8 +115,7 @@ class InShadowUnits(torch.nn.Module):
     def __init__(self, served: torch.nn.Module, shadow: torch.nn.Module) -> None:
         super().__init__()
         self.served, self.shadow = served, shadow
-        self.spec = ModelSpec(scale_target=True)
 
     def forward(self, x):
         raw = preprocessing.decode_regression(self.served, self.served(x))
-        return preprocessing.encode_targets(self.shadow, self.spec, raw)
+        return preprocessing.encode_targets(self.shadow, raw)

@@ -12,8 +12,6 @@ number is the log loss.
 [1.0, 0.0]
 >>> round(per_sample_loss("bce", torch.tensor([[0.0]]), torch.tensor([[1.0]])).item(), 4)
 0.6931
->>> is_classifier_loss("cross_entropy"), is_classifier_loss("huber")
-(True, False)
 """
 from __future__ import annotations
 
@@ -22,15 +20,10 @@ from torch import nn
 
 from omnimind.config import LOSSES
 
-__all__ = ["LOSSES", "error_magnitude", "is_classifier_loss", "per_sample_errors", "per_sample_loss"]
+__all__ = ["LOSSES", "error_magnitude", "per_sample_errors", "per_sample_loss"]
 
 #: Transition point of the Huber loss (quadratic below, linear above), in target units.
 HUBER_DELTA = 1.0
-
-
-def is_classifier_loss(loss: str) -> bool:
-    """Whether ``loss`` takes class targets (its per-sample value is the log loss)."""
-    return loss in ("cross_entropy", "bce")
 
 
 def per_sample_loss(loss: str, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

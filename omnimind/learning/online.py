@@ -13,7 +13,7 @@ from omnimind.config import OPTIMIZERS
 
 from .errors import InvalidFeedback
 from .losses import LOSSES, per_sample_loss
-from .preprocessing import is_state_key
+from .preprocessing import LABEL_KEYS, is_state_key, table_labels
 
 __all__ = ["OnlineSGDConfig", "OnlineSGDLearner", "StepResult"]
 
@@ -169,8 +169,14 @@ class OnlineSGDLearner:
         """
         try:
             x = torch.as_tensor(inputs)
-            # Integer inputs are token ids for an embedding: they stay int64. Anything else is float32.
-            x = x.to(torch.int64) if not x.dtype.is_floating_point and x.dtype != torch.bool else x.to(torch.float32)
+            # A model that declares int64 inputs takes token ids (an embedding's); any other takes float32,
+            # whole numbers included.
+            if getattr(self.model, "omnimind_input_dtype", None) is torch.int64:
+                if x.dtype.is_floating_point or x.dtype == torch.bool:
+                    raise TypeError(f"token ids must be integers, not {x.dtype}")
+                x = x.to(torch.int64)
+            else:
+                x = x.to(torch.float32)
             y = torch.as_tensor(targets)
         except (TypeError, ValueError, RuntimeError) as exc:
             self._rejected_batches += 1
@@ -284,15 +290,33 @@ class OnlineSGDLearner:
                 raise InvalidFeedback("weights must be finite, one per sample", reason="length_mismatch")
         return self.step(x, y, w).loss
 
-    def load_weights(self, state_dict: Mapping[str, torch.Tensor]) -> None:
+    def load_weights(self, state_dict: Mapping[str, torch.Tensor]) -> bool:
         """Continue from other weights (a served version): in place, with a fresh
-        optimizer state, and those weights as the divergence guard's rollback point."""
-        # Weights published before preprocessing state existed keep the learner's own.
-        kept = {k: v for k, v in self.model.state_dict().items() if is_state_key(k) and k not in state_dict}
-        self.model.load_state_dict({**kept, **state_dict}, strict=True)
+        optimizer state, and those weights as the divergence guard's rollback point.
+
+        The label table is append-only: when the incoming table is absent or a prefix of the
+        learner's (the version predates labels the learner has learned since), the
+        learner keeps its own. Returns True when the incoming table gives a known
+        label another output: indices held elsewhere (replay, pending samples) then
+        mean other classes."""
+        own = self.model.state_dict()
+        # Weights published before preprocessing state existed: fresh (identity) statistics, as serving
+        # loads them (serialization.load_into), and the learner's own label table (an absent table is
+        # the empty prefix of it).
+        kept = {k: own[k] if k in LABEL_KEYS else torch.zeros_like(v)
+                for k, v in own.items() if is_state_key(k) and k not in state_dict}
+        mine, theirs = table_labels(own), table_labels(state_dict)
+        conflict = False
+        if mine is not None and theirs is not None:
+            if theirs == mine[: len(theirs)]:
+                kept.update({k: own[k] for k in LABEL_KEYS})
+            else:
+                conflict = mine != theirs[: len(mine)]
+        self.model.load_state_dict({**state_dict, **kept}, strict=True)
         self.optimizer.state.clear()
         self.optimizer.zero_grad(set_to_none=True)
         torch._foreach_copy_(self._last_good, [p.detach() for p in self._params])
+        return conflict
 
     def _recover(self) -> None:
         self._diverged_steps += 1

@@ -26,7 +26,7 @@ ones (identity transforms): see :func:`is_state_key`.
 >>> observe(model, ModelSpec(), x, y)
 >>> standardize(model, x).tolist()
 [[-1.0, -1.0], [1.0, 1.0]]
->>> encode_targets(model, ModelSpec(), y).tolist()
+>>> encode_targets(model, y).tolist()
 [[-1.0], [1.0]]
 >>> clf = attach(nn.Linear(2, 3), ModelSpec(head="multiclass"), input_width=2, output_width=3)
 >>> label_indices(clf, ModelSpec(head="multiclass"), ["b", "a", "b"]).tolist(), labels_of(clf)
@@ -35,7 +35,7 @@ ones (identity transforms): see :func:`is_state_key`.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -175,8 +175,8 @@ def _mask_hook(module: nn.Module, args: tuple) -> tuple | None:
     return (args[0], args[0] != module.omnimind_pad_id)
 
 
-def encode_targets(model: nn.Module, spec: ModelSpec, y: torch.Tensor) -> torch.Tensor:
-    """Regression targets in the units the model learns (standardized when ``scale_target``)."""
+def encode_targets(model: nn.Module, y: torch.Tensor) -> torch.Tensor:
+    """Regression targets in the units ``model`` learns (standardized when its spec had ``scale_target``)."""
     if not hasattr(model, "omnimind_y_mean"):
         return y
     return (y - model.omnimind_y_shift.to(y.device, y.dtype)) / model.omnimind_y_scale.to(y.device, y.dtype)
@@ -196,11 +196,21 @@ def decode_regression(model: nn.Module, outputs: torch.Tensor) -> torch.Tensor:
 # ---------------------------------------------------------------------------- labels
 def labels_of(model: nn.Module) -> list:
     """The labels ``model``'s outputs stand for, in output order."""
-    table = getattr(model, "omnimind_labels", None)
-    if table is None:
+    if getattr(model, "omnimind_labels", None) is None:
         return []
-    count = int(model.omnimind_label_count)
-    rows = table[:count].to("cpu").numpy()
+    return table_labels({key: getattr(model, key) for key in LABEL_KEYS}) or []
+
+
+LABEL_KEYS = ("omnimind_labels", "omnimind_label_count")
+
+
+def table_labels(state_dict: Mapping[str, torch.Tensor]) -> list | None:
+    """The labels a state_dict's label table holds, in output order (None: it has no table)."""
+    table = state_dict.get("omnimind_labels")
+    count = state_dict.get("omnimind_label_count")
+    if table is None or count is None:
+        return None
+    rows = table[: int(count)].to("cpu").numpy()
     return [json.loads(bytes(row).rstrip(b"\0").decode("utf-8")) for row in rows]
 
 
@@ -271,7 +281,7 @@ def decode_outputs(model: nn.Module, spec: ModelSpec, outputs: np.ndarray) -> tu
         return outputs.tolist(), None
     labels = labels_of(model)
     logits = np.asarray(outputs, dtype=np.float64)
-    if spec.head == "binary":
+    if spec.loss == "bce":  # one logit; a binary head with cross_entropy has two and takes the softmax
         p = 1.0 / (1.0 + np.exp(-logits.reshape(logits.shape[0], -1)[:, 0]))
         probabilities = np.stack([1.0 - p, p], axis=1)[:, : len(labels)]
     else:

@@ -29,18 +29,13 @@ next unused output of the head, until the head is full.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass
 from typing import Any
 
-from omnimind.config import LOSSES
+from omnimind.config import HEAD_LOSSES, HEADS, LABEL_POLICIES, model_head
 from omnimind.signature import Signature
 
 __all__ = ["HEADS", "LABEL_POLICIES", "ModelSpec"]
-
-HEADS = ("regression", "binary", "multiclass")
-LABEL_POLICIES = ("refuse", "grow")
-_DEFAULT_LOSS = {"regression": "mse", "binary": "bce", "multiclass": "cross_entropy"}
-_HEAD_LOSSES = {"regression": ("mse", "huber"), "binary": ("bce", "cross_entropy"), "multiclass": ("cross_entropy",)}
 
 
 @dataclass(frozen=True)
@@ -62,14 +57,13 @@ class ModelSpec:
     max_label_bytes: int = 64
     #: Named inputs (``omnimind.signature.Signature.to_dict()`` form); None: one float vector.
     signature: dict | None = None
-    extras: dict = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
         if self.head not in HEADS:
             raise ValueError(f"head must be one of {HEADS}, got {self.head!r}")
-        loss = self.loss or _DEFAULT_LOSS[self.head]
-        if loss not in LOSSES or loss not in _HEAD_LOSSES[self.head]:
-            raise ValueError(f"loss {loss!r} does not fit a {self.head} head (use one of {_HEAD_LOSSES[self.head]})")
+        loss = self.loss or HEAD_LOSSES[self.head][0]
+        if loss not in HEAD_LOSSES[self.head]:
+            raise ValueError(f"loss {loss!r} does not fit a {self.head} head (use one of {HEAD_LOSSES[self.head]})")
         object.__setattr__(self, "loss", loss)
         object.__setattr__(self, "labels", tuple(self.labels))
         policy = self.label_policy or ("refuse" if self.labels else "grow")
@@ -94,8 +88,11 @@ class ModelSpec:
     def is_classifier(self) -> bool:
         return self.head != "regression"
 
-    def with_loss(self, loss: str) -> ModelSpec:
-        return replace(self, loss=loss)
+    @property
+    def default_optimizer(self) -> str:
+        """The online learner's optimizer unless ``OMNIMIND_LEARNING_OPTIMIZER`` names one:
+        adam for a classifier, sgd for a regressor."""
+        return "adam" if self.is_classifier else "sgd"
 
     def to_json(self) -> str:
         data = asdict(self)
@@ -117,10 +114,8 @@ class ModelSpec:
         ``OMNIMIND_LEARNING_LOSS=cross_entropy`` alone (the way classifiers were
         declared before heads existed) still means a multiclass head.
         """
-        head = settings.model_head
         loss = settings.learning_loss
-        if head == "regression" and loss in ("cross_entropy", "bce"):
-            head = "multiclass" if loss == "cross_entropy" else "binary"
+        head = model_head(settings.model_head, loss)
         signature = json.loads(settings.model_signature) if settings.model_signature else None
         return cls(head=head, loss=loss, standardize=settings.model_standardize,
                    scale_target=settings.model_scale_target, labels=tuple(settings.model_labels),

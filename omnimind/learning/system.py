@@ -164,7 +164,7 @@ class OnlineLearningSystem:
         """Targets in the units the model learns (the spec's target scaling; as given without a spec)."""
         if self.spec is None:
             return y
-        return preprocessing.encode_targets(self.model, self.spec, y)
+        return preprocessing.encode_targets(self.model, y)
 
     def observe(self, inputs: Any, targets: Any, passes: int = 1) -> ObserveResult:
         """Synchronous batch entry (the ``learn`` task calls this).
@@ -177,8 +177,8 @@ class OnlineLearningSystem:
         # Pending samples outlive this call; do not alias a caller's reusable buffer.
         x, y = x.clone(), y.clone()
         learner = self.online_learner
-        if self.spec is not None:
-            preprocessing.observe(self.model, self.spec, x, None if self.spec.is_classifier else y)
+        # Prequential: the batch is predicted and scored with the statistics from before it, as
+        # the champion is, and only a batch that is accepted moves the served statistics.
         outputs = learner.predict(x)
         with torch.no_grad():
             per_sample = learner.per_sample_loss(outputs, self.encode_targets(y))
@@ -192,6 +192,8 @@ class OnlineLearningSystem:
             # poison the replay priorities and the drift statistics.
             learner.count_rejected()
             raise InvalidFeedback("feedback makes the model output overflow", reason="non_finite_output")
+        if self.spec is not None:
+            preprocessing.observe(self.model, self.spec, x, None if self.spec.is_classifier else y)
         mistakes = per_sample_errors(learner.config.loss, outputs, y)
         correct = None if mistakes is None else (mistakes == 0).numpy()
         priorities = self._priority(per_sample)
@@ -334,6 +336,18 @@ class OnlineLearningSystem:
         x, y = self.online_learner.validate(torch.stack([torch.as_tensor(b[0]) for b in batch]),
                                             torch.stack([torch.as_tensor(b[1]) for b in batch]))
         return self._update(x, y, None)
+
+    def load_weights(self, state_dict: Mapping[str, torch.Tensor]) -> bool:
+        """The learner continues from ``state_dict`` (see :meth:`OnlineSGDLearner.load_weights`).
+        When the incoming label table gives known labels other outputs, the stored
+        targets (replay, pending samples) are forgotten: their indices name other classes
+        now. Returns whether that happened."""
+        conflict = self.online_learner.load_weights(state_dict)
+        if conflict:
+            self.replay_buffer.clear()
+            self._pending_x, self._pending_y, self._pending_slots = [], [], []
+            self._pending_count = 0
+        return conflict
 
     def continue_from(self, version: int) -> None:
         """The model now descends from served ``version`` (its weights are the caller's

@@ -75,7 +75,7 @@ def check_model(settings: Settings) -> dict:
         raise ConfigError(f"model factory {settings.model_factory!r}: its output on the example is not finite")
     rows, labels = preprocessing.decode_outputs(model, spec, out.numpy())
     learner = OnlineSGDLearner(copy.deepcopy(model).train(), OnlineSGDConfig(
-        learning_rate=0.0, optimizer=settings.learning_optimizer or "sgd", loss=spec.loss))
+        learning_rate=0.0, optimizer=settings.learning_optimizer or spec.default_optimizer, loss=spec.loss))
     if spec.loss == "cross_entropy":
         target = torch.zeros(1, dtype=torch.int64)
     else:

@@ -85,11 +85,21 @@ def build_model(settings: Settings) -> nn.Module:
         model.omnimind_input_shape = signature.example_shape if signature else (settings.model_input_size,)
     # What the model's forward takes: float32 features, or int64 token ids (an nn.Embedding's input).
     model.omnimind_input_dtype = torch.int64 if signature is not None and signature.sequence else torch.float32
+    if signature is not None and signature.sequence:
+        _check_vocab(model, signature.features[0].vocab, settings.model_factory)
     shape = tuple(model.omnimind_input_shape)
     preprocessing.attach_mask(model, spec)
     width = output_width(model, spec, shape, settings.model_factory)
     preprocessing.attach(model, spec, input_width=shape[0] if len(shape) == 1 else None, output_width=width)
     return model.eval()
+
+
+def _check_vocab(model: nn.Module, vocab: int, name: str) -> None:
+    """Token ids in ``[0, vocab)`` must index the model's (first) embedding table."""
+    embedding = next((m for m in model.modules() if isinstance(m, nn.Embedding)), None)
+    if embedding is not None and vocab > embedding.num_embeddings:
+        raise ConfigError(f"model factory {name!r}: the signature's vocab {vocab} is larger than the model's "
+                          f"nn.Embedding ({embedding.num_embeddings} ids)")
 
 
 def output_width(model: nn.Module, spec: ModelSpec, shape: tuple, name: str = "the model") -> int:
@@ -109,6 +119,9 @@ def output_width(model: nn.Module, spec: ModelSpec, shape: tuple, name: str = "t
     if spec.head == "binary" and spec.loss == "bce" and width != 1:
         raise ConfigError(f"model factory {name!r}: a binary head with bce needs 1 output (a logit), "
                           f"the model has {width}")
+    if spec.head == "binary" and spec.loss == "cross_entropy" and width != 2:
+        raise ConfigError(f"model factory {name!r}: a binary head with cross_entropy needs 2 outputs (one logit "
+                          f"per class), the model has {width}")
     if spec.head == "multiclass" and width < 2:
         raise ConfigError(f"model factory {name!r}: a multiclass head needs one output per class (at least 2), "
                           f"the model has {width}")

@@ -1,4 +1,6 @@
 """Online preprocessing, labels and the classifier heads' outputs (pure, no I/O)."""
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -58,8 +60,8 @@ def test_state_travels_in_the_safetensors_blob_and_an_old_blob_loads_with_identi
     fresh = load_into(_regressor(spec), decode_state_dict(blob))
     x = torch.randn(8, 4) * 1e4
     assert torch.equal(fresh(x), trained(x))
-    assert torch.equal(preprocessing.encode_targets(fresh, spec, torch.ones(2, 1)),
-                       preprocessing.encode_targets(trained, spec, torch.ones(2, 1)))
+    assert torch.equal(preprocessing.encode_targets(fresh, torch.ones(2, 1)),
+                       preprocessing.encode_targets(trained, torch.ones(2, 1)))
     legacy = {k: v for k, v in trained.state_dict().items() if not preprocessing.is_state_key(k)}
     loaded = load_into(_regressor(spec), legacy)
     assert float(loaded.omnimind_x_count) == 0 and torch.equal(preprocessing.standardize(loaded, x), x)
@@ -70,7 +72,7 @@ def test_target_scaling_round_trips():
     model = _regressor(spec, out=2)
     y = torch.tensor([[1e6, -3.0], [3e6, 5.0], [2e6, 1.0]])
     preprocessing.observe(model, spec, torch.zeros(3, 4), y)
-    encoded = preprocessing.encode_targets(model, spec, y)
+    encoded = preprocessing.encode_targets(model, y)
     assert encoded.abs().max() < 2
     torch.testing.assert_close(preprocessing.decode_regression(model, encoded), y)
 
@@ -135,3 +137,70 @@ def test_boolean_labels_stay_apart_from_0_and_1():
     assert preprocessing.labels_of(model) == [True, False]
     with pytest.raises(InvalidFeedback):  # the head has two labels, and 1 is neither
         preprocessing.label_indices(model, spec, [1])
+
+
+def _classifier(labels=(), outputs=5):
+    spec = ModelSpec(head="multiclass", label_policy="grow", labels=labels)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, outputs))
+    return spec, preprocessing.attach(model, spec, input_width=4, output_width=outputs)
+
+
+def test_loading_a_version_keeps_the_learners_label_table_when_the_versions_is_a_prefix_of_it():
+    from omnimind.learning import OnlineLearningSystem, OnlineSGDConfig
+
+    spec, model = _classifier()
+    system = OnlineLearningSystem(model, config=OnlineSGDConfig(loss="cross_entropy"), rng=np.random.default_rng(0),
+                                  step_every_observe=True, spec=spec)
+    x = torch.randn(3, 4)
+    system.observe(x, preprocessing.label_indices(model, spec, ["cat", "dog", "bird"]))
+    _, champion = _classifier(("cat", "dog"))
+    assert system.load_weights(champion.state_dict()) is False
+    assert preprocessing.labels_of(model) == ["cat", "dog", "bird"]
+    assert preprocessing.label_indices(model, spec, ["fish", "bird"]).tolist() == [3, 2]
+    assert len(system.replay_buffer) == 3
+    # A version that knows more labels, the learner's among them in the same places: taken.
+    _, ahead = _classifier(("cat", "dog", "bird", "fish", "owl"))
+    assert system.load_weights(ahead.state_dict()) is False
+    assert preprocessing.labels_of(model) == ["cat", "dog", "bird", "fish", "owl"]
+
+
+def test_loading_a_version_that_numbers_labels_differently_forgets_the_stored_targets():
+    from omnimind.learning import OnlineLearningSystem, OnlineSGDConfig
+
+    spec, model = _classifier()
+    system = OnlineLearningSystem(model, config=OnlineSGDConfig(loss="cross_entropy"), rng=np.random.default_rng(0),
+                                  step_every_observe=True, spec=spec)
+    system.observe(torch.randn(3, 4), preprocessing.label_indices(model, spec, ["cat", "dog", "bird"]))
+    _, other = _classifier(("cat", "fish"))
+    assert system.load_weights(other.state_dict()) is True
+    assert preprocessing.labels_of(model) == ["cat", "fish"]
+    assert len(system.replay_buffer) == 0 and system.pending == 0
+
+
+def test_a_binary_head_with_cross_entropy_serves_the_softmax_of_its_two_logits():
+    from omnimind.errors import ConfigError
+    from omnimind.models.factory import output_width
+
+    spec = ModelSpec(head="binary", loss="cross_entropy", labels=("no", "yes"))
+    model = preprocessing.attach(nn.Linear(2, 2), spec, input_width=2, output_width=2)
+    rows, _ = preprocessing.decode_outputs(model, spec, np.array([[0.0, 3.0], [2.0, 0.0]], dtype=np.float32))
+    assert [row["label"] for row in rows] == ["yes", "no"]
+    assert rows[0]["probabilities"] == pytest.approx([1 / (1 + math.exp(3)), 1 / (1 + math.exp(-3))])
+    with pytest.raises(ConfigError, match="needs 2 outputs"):
+        output_width(nn.Linear(2, 1), spec, (2,))
+
+
+def test_a_version_published_before_preprocessing_state_loads_into_the_learner_as_serving_loads_it():
+    from omnimind.learning import OnlineSGDLearner
+
+    spec = ModelSpec()
+    learner = OnlineSGDLearner(_regressor(spec))
+    preprocessing.observe(learner.model, spec, torch.randn(64, 4) * 1e4, torch.randn(64, 1) * 50 + 3)
+    old = {k: v for k, v in _regressor(spec).state_dict().items() if not preprocessing.is_state_key(k)}
+    learner.load_weights(old)
+    served = load_into(_regressor(spec), old)
+    x = torch.randn(8, 4) * 1e4
+    assert torch.equal(learner.model(x), served(x))
+    assert torch.equal(preprocessing.decode_regression(learner.model, learner.model(x)),
+                       preprocessing.decode_regression(served, served(x)))

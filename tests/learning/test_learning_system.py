@@ -236,3 +236,50 @@ def test_a_converging_model_is_not_reported_as_drift():
         system.observe(x, y + 10.0)
     assert events == []
     assert system.metrics.loss < 0.5
+
+
+def _spec_system(spec, lr=0.0):
+    from omnimind.learning import preprocessing
+
+    model = preprocessing.attach(_model(), spec, input_width=4, output_width=1)
+    return OnlineLearningSystem(model, config=OnlineSGDConfig(learning_rate=lr), rng=np.random.default_rng(0),
+                                step_every_observe=True, spec=spec)
+
+
+def test_a_batch_is_scored_with_the_statistics_from_before_it_and_moves_them_only_when_accepted():
+    from omnimind.learning import preprocessing
+    from omnimind.learning.spec import ModelSpec
+
+    spec = ModelSpec()
+    system, twin = _spec_system(spec), _spec_system(spec)
+    x, y = _data(64)
+    system.observe(x, y)
+    preprocessing.observe(twin.model, spec, x, y)
+    shifted = y + 40.0  # the targets move: a batch must not see its own targets in the scaling
+    with torch.no_grad():
+        expected = preprocessing.decode_regression(twin.model, twin.model(x))
+    losses = system.observe(x, shifted).sample_losses
+    assert losses == pytest.approx(((expected - shifted) ** 2).squeeze(1).tolist(), rel=1e-5)
+
+    with torch.no_grad():
+        system.model[-1].weight.fill_(1e30)  # outputs overflow: the batch is refused
+    before = {k: v.clone() for k, v in system.model.state_dict().items() if preprocessing.is_state_key(k)}
+    assert before
+    with pytest.raises(InvalidFeedback) as refused:
+        system.observe(x * 1e5, shifted)
+    assert refused.value.reason == "non_finite_output"
+    for key, value in before.items():
+        assert torch.equal(system.model.state_dict()[key], value), key
+
+
+def test_integer_inputs_are_float_features_unless_the_model_declares_token_ids():
+    system = OnlineLearningSystem(nn.Linear(4, 1), batch_size=8)
+    result = system.observe([[1, 2, 3, 4]] * 8, [[1.0]] * 8)
+    assert result.accepted == 8 and result.updates == 1
+    tokens = nn.Sequential(nn.Embedding(10, 3), nn.Flatten(), nn.Linear(6, 1))
+    tokens.omnimind_input_dtype = torch.int64
+    system = OnlineLearningSystem(tokens, batch_size=2)
+    assert system.observe([[1, 9], [0, 3]], [[1.0], [0.0]]).accepted == 2
+    with pytest.raises(InvalidFeedback) as refused:
+        system.observe([[1.0, 9.0]], [[1.0]])
+    assert refused.value.reason == "dtype"

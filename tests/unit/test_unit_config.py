@@ -60,6 +60,11 @@ def test_no_module_reads_an_omnimind_variable_but_the_config():
         ({"OMNIMIND_DRIFT_METHOD": "magic"}, "OMNIMIND_DRIFT_METHOD"),
         ({"OMNIMIND_CHALLENGER_PUBLISH": "always"}, "OMNIMIND_CHALLENGER_PUBLISH"),
         ({"OMNIMIND_RAFT_HEARTBEAT_MS": "200"}, "OMNIMIND_RAFT_ timings"),
+        # A head and what it is declared with must fit together: refused at settings time.
+        ({"OMNIMIND_MODEL_HEAD": "binary", "OMNIMIND_LEARNING_LOSS": "mse"}, "does not fit a binary head"),
+        ({"OMNIMIND_MODEL_HEAD": "binary", "OMNIMIND_MODEL_LABELS": "a,b,c"}, "two labels"),
+        ({"OMNIMIND_CHALLENGER_METRIC": "error_rate"}, "OMNIMIND_CHALLENGER_METRIC=error_rate"),
+        ({"OMNIMIND_MODEL_LABEL_POLICY": "maybe"}, "OMNIMIND_MODEL_LABEL_POLICY"),
     ],
 )
 def test_bad_settings_name_the_variable(env, message):

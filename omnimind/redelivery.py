@@ -299,7 +299,7 @@ class Channel(kombu_redis.Channel):
 
     def _keyspace_channels(self) -> frozenset:
         db = self.client.connection_pool.connection_kwargs.get("db", 0) or 0
-        return frozenset(f"__keyspace@{db}__:{self._q_for_pri(queue, pri)}"
+        return frozenset(keys.keyspace_channel(db, self._q_for_pri(queue, pri))
                          for queue in self.active_queues for pri in self.priority_steps)
 
     def _enable_keyspace_events(self) -> bool:

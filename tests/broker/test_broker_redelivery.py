@@ -1,6 +1,7 @@
 """omnimind.redelivery against a real redis-server, without workers: the holder
 records kombu's unacked writes carry, and the sweep that gives a dead holder's
 messages back exactly once."""
+import socket
 import threading
 
 import pytest
@@ -343,3 +344,84 @@ def test_a_busy_consumer_lets_no_events_pile_up_in_redis(broker, redis_server, r
         consumer.__exit__(None, None, None)
         set_holder(None)
         conn.release()
+
+
+
+class SubscriberFreezingProxy:
+    """A TCP proxy to the test Redis whose :meth:`freeze` stops carrying the traffic of the
+    connections that have subscribed so far (their sockets stay open): a half-open keyspace-event
+    connection, while the consumer's other connections, and any new one, keep working."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"redis://127.0.0.1:{self.listener.getsockname()[1]}/0"
+        self.sockets = []
+        self.links = []  # per connection: {"subscriber": bool, "frozen": bool}
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def freeze(self) -> int:
+        frozen = [link for link in self.links if link["subscriber"]]
+        for link in frozen:
+            link["frozen"] = True
+        return len(frozen)
+
+    def _accept(self):
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(("127.0.0.1", self.port))
+            self.sockets += [client, server]
+            link = {"subscriber": False, "frozen": False}
+            self.links.append(link)
+            threading.Thread(target=self._pipe, args=(client, server, link, True), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(server, client, link, False), daemon=True).start()
+
+    def _pipe(self, source, dest, link, upstream):
+        while True:
+            try:
+                data = source.recv(65536)
+            except OSError:
+                return
+            if not data:
+                return
+            if upstream and b"SUBSCRIBE" in data.upper():
+                link["subscriber"] = True
+            if link["frozen"]:
+                continue  # swallowed: neither an error nor an answer
+            try:
+                dest.sendall(data)
+            except OSError:
+                return
+
+    def close(self):
+        self.listener.close()
+        for sock in self.sockets:
+            sock.close()
+
+
+def test_a_silent_keyspace_connection_is_dropped_and_made_again(broker, redis_server, redis_client):
+    # A half-open connection accepts the pings and never answers (no error either): the idle
+    # consumer drops it after missed pings and subscribes again; events then wake it once more.
+    proxy = SubscriberFreezingProxy(redis_server.port)
+    conn = Connection(proxy.url, transport=TRANSPORT_PATH,
+                      transport_options={"polling_interval": 60, "health_check_interval": 0.3})
+    got = []
+    consumer = idle_consumer(conn, "w@h/silent", got)
+    channel = conn.default_channel
+    try:
+        first = channel._notify.connection._sock
+        assert proxy.freeze() == 1
+        wait_until(lambda: _drain(conn) or channel._notify.connection._sock is not first, timeout=30,
+                   message="the silent connection dropped")
+        wait_until(lambda: _drain(conn) or channel._notify_live, timeout=30, message="subscribed again")
+        with Connection(redis_server.url) as producer:
+            publish(producer, 1)
+        wait_until(lambda: _drain(conn) or got, timeout=20, message="the message, by its keyspace event")
+    finally:
+        consumer.__exit__(None, None, None)
+        set_holder(None)
+        conn.release()
+        proxy.close()

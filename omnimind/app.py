@@ -87,7 +87,7 @@ WORKER_SIGNAL_MODULES = ("workers.observability", "workers.signals")
 TASK_MODULES = tuple(f"tasks.{queue}" for queue in QUEUES)
 
 _app: Celery | None = None
-_app_lock = threading.Lock()
+_app_lock = threading.RLock()  # re-entered: building the app may import modules that declare tasks
 #: ``(function, options)`` of every :func:`task` declared so far, registered with the app when it is built.
 _declared_tasks: list[tuple[Callable[..., Any], dict[str, Any]]] = []
 
@@ -118,9 +118,10 @@ def task(**options: Any) -> Callable[[Callable[..., Any]], Any]:
     name = options["name"]
 
     def declare(fun: Callable[..., Any]) -> Any:
-        _declared_tasks.append((fun, options))
-        if _app is not None:
-            _app.task(**options)(fun)
+        with _app_lock:  # else a task declared while the app is built may miss it
+            _declared_tasks.append((fun, options))
+            if _app is not None:
+                _app.task(**options)(fun)
         return Proxy(lambda: get_app().tasks[name])
 
     return declare

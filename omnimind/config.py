@@ -189,8 +189,8 @@ class Settings:
     #: CONFIG is refused, only OmniMind's own producers wake it at once (others within 1 s).
     broker_keyspace_wake: bool = setting("BROKER_KEYSPACE_WAKE", True)
     #: Largest task message body (bytes, as the broker carries it: base64 on Redis) a worker
-    #: runs; a larger one is refused with ``InvalidInput("message_too_large")`` before it is
-    #: decoded (workers.message_limits).
+    #: runs; a larger one is refused with ``InvalidInput("message_too_large")`` before Celery
+    #: decodes its body (on Redis the take script has parsed its envelope already; workers.message_limits).
     max_message_bytes: int = setting("MAX_MESSAGE_BYTES", 8 * 1024 * 1024, minimum=1024)
     result_expires: float = setting("RESULT_EXPIRES", 86400.0, minimum=1.0)
     limits: Mapping[str, TimeLimit] = field(default_factory=lambda: dict(_DEFAULT_LIMITS))

@@ -252,3 +252,13 @@ def broker_doorbell(queue: str) -> str:
     'omnimind:broker:doorbell:inference'
     """
     return f"{PREFIX}:broker:doorbell:{queue}"
+
+
+def keyspace_channel(db: int, key: str) -> str:
+    """Pub/sub channel of Redis's keyspace events (``notify-keyspace-events`` ``K``) of ``key``
+    in database ``db``: idle workers subscribe to their queue lists' (``omnimind.redelivery``).
+
+    >>> keyspace_channel(0, "inference")
+    '__keyspace@0__:inference'
+    """
+    return f"__keyspace@{db}__:{key}"

@@ -28,6 +28,10 @@ FIX = (
 )
 
 
+#: A probe queue left by a worker that died mid-check is deleted after this long unused (s).
+PROBE_EXPIRES_S = 60
+
+
 def vhost_default_is_quorum(connection) -> bool:
     """Whether a queue declared with no type on ``connection``'s vhost (a kombu
     Connection to RabbitMQ) is a quorum queue: a probe queue, declared typeless, is
@@ -37,10 +41,12 @@ def vhost_default_is_quorum(connection) -> bool:
     name = f"omnimind.queue-type-probe.{uuid.uuid4().hex[:12]}"
     channel = connection.channel()
     try:
-        Queue(name, durable=True)(channel).declare()
+        # x-expires: a worker that dies mid-check leaves no durable probe queue behind.
+        Queue(name, durable=True, expires=PROBE_EXPIRES_S)(channel).declare()
         probe = connection.channel()
         try:
-            Queue(name, durable=True, queue_arguments={"x-queue-type": "quorum"})(probe).declare()
+            Queue(name, durable=True, expires=PROBE_EXPIRES_S,
+                  queue_arguments={"x-queue-type": "quorum"})(probe).declare()
             return True
         except connection.channel_errors:
             return False

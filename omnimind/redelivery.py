@@ -164,10 +164,11 @@ class Channel(kombu_redis.Channel):
     """
 
     QoS = HolderQoS
-    from_transport_options = kombu_redis.Channel.from_transport_options + ("keyspace_wake",)
+    from_transport_options = kombu_redis.Channel.from_transport_options + ("keyspace_wake", "keyspace_check_interval")
     #: Wake on keyspace events of the queue lists (see above).
     keyspace_wake = True
     _keyspace_refused = False  # CONFIG SET was refused: doorbells only
+    _flags_reset_warned = False  # (on the class) a reset of the server's flags was logged as a warning
     _notify = None  # the keyspace-event subscription (a redis PubSub), once made
     _notify_channels: frozenset = frozenset()  # what it subscribed to
     _notify_for = None  # the active queues those are for
@@ -175,6 +176,13 @@ class Channel(kombu_redis.Channel):
     _notify_live = False  # ... and confirmed for every channel: events now wake this channel
     _woken = False  # an event came since the last take was sent: take next
     _notify_watched = False  # the poller reads the subscription's socket (not while busy)
+    #: Seconds between two checks, while idle, that the server's ``notify-keyspace-events`` still
+    #: has the flags this channel needs (an operator or a restart may reset them: events stop).
+    keyspace_check_interval = 10.0
+    _keyspace_checked_at: float | None = None  # when the flags were last checked (None: not since a reconnect)
+    _notify_pinged_at = 0.0  # when the subscription's health was last checked
+    #: Health checks of the subscription left unanswered before its connection is dropped (and made again).
+    notify_max_missed_pings = 2
     _last_take_at = 0.0
     #: At most this many tokens wait on a doorbell (a farm with no worker for a while).
     doorbell_max = 1024
@@ -299,27 +307,76 @@ class Channel(kombu_redis.Channel):
 
     def _keyspace_channels(self) -> frozenset:
         db = self.client.connection_pool.connection_kwargs.get("db", 0) or 0
-        return frozenset(f"__keyspace@{db}__:{self._q_for_pri(queue, pri)}"
+        return frozenset(keys.keyspace_channel(db, self._q_for_pri(queue, pri))
                          for queue in self.active_queues for pri in self.priority_steps)
 
     def _enable_keyspace_events(self) -> bool:
         """Add ``Kl`` to the server's ``notify-keyspace-events`` (after a restart too); False,
         with a warning, where the server refuses CONFIG (a managed Redis, an ACL)."""
         try:
-            with self.conn_or_acquire() as client:
-                current = bytes_to_str(client.config_get("notify-keyspace-events").get("notify-keyspace-events", ""))
-                wanted = keyspace_flags(current)
-                if wanted != current:
-                    client.config_set("notify-keyspace-events", wanted)
+            self._set_keyspace_flags()
             return True
         except self.ResponseError as exc:
-            self._keyspace_refused = True
-            logger.warning(
-                "Redis broker refused CONFIG SET notify-keyspace-events (%s): messages from producers other "
-                "than OmniMind's own (a plain Celery client, celery call) are taken within %s s, not at once. "
-                "Set notify-keyspace-events to include 'Kl' on the server, or OMNIMIND_BROKER_KEYSPACE_WAKE=0 "
-                "to silence this.", exc, self.brpop_timeout)
+            self._refuse_keyspace(exc)
             return False
+
+    def _set_keyspace_flags(self) -> bool:
+        """Make the server's flags include ``Kl``; True if they had to be set."""
+        self._keyspace_checked_at = monotonic()
+        with self.conn_or_acquire() as client:
+            current = bytes_to_str(client.config_get("notify-keyspace-events").get("notify-keyspace-events", ""))
+            wanted = keyspace_flags(current)
+            if wanted != current:
+                client.config_set("notify-keyspace-events", wanted)
+                return True
+        return False
+
+    def _refuse_keyspace(self, exc) -> None:
+        self._keyspace_refused = True
+        logger.warning(
+            "Redis broker refused CONFIG SET notify-keyspace-events (%s): messages from producers other "
+            "than OmniMind's own (a plain Celery client, celery call) are taken within %s s, not at once. "
+            "Set notify-keyspace-events to include 'Kl' on the server, or OMNIMIND_BROKER_KEYSPACE_WAKE=0 "
+            "to silence this.", exc, self.brpop_timeout)
+
+    def check_keyspace_wake(self, now: float) -> None:
+        """While idle on keyspace events: every ``keyspace_check_interval`` s, that the server
+        still sends them (flags reset at runtime: set again, counted, a warning the first time),
+        and every ``health_check_interval`` s that the subscription's connection answers (a
+        half-open one is silent, not an error: dropped after missed pings, and made again)."""
+        if not self._in_notify:
+            return
+        if self._keyspace_checked_at is None or now - self._keyspace_checked_at >= self.keyspace_check_interval:
+            try:
+                if self._set_keyspace_flags():
+                    metrics.broker_keyspace_flags_restored.inc()
+                    log = logger.warning if not Channel._flags_reset_warned else logger.info
+                    Channel._flags_reset_warned = True
+                    log("Redis broker: notify-keyspace-events had lost the flags 'Kl' (reset by CONFIG SET, or a "
+                        "restart without them in redis.conf): set them again. Idle workers missed the messages "
+                        "sent meanwhile until their next take; keep 'Kl' in the server's configuration.")
+                    self._woken = True  # events were missed: a take at once
+            except self.ResponseError as exc:
+                self._refuse_keyspace(exc)
+                return
+            except self.connection_errors:
+                return  # the broker is away: the consumer's own connection handles that
+        interval = self.health_check_interval
+        pubsub = self._notify
+        if not interval or pubsub is None or pubsub.connection is None or now - self._notify_pinged_at < interval:
+            return
+        self._notify_pinged_at = now
+        if pubsub.health_check_response_counter >= self.notify_max_missed_pings:
+            logger.warning("Redis broker: the keyspace-event connection missed %d health checks; reconnecting",
+                           pubsub.health_check_response_counter)
+            pubsub.health_check_response_counter = 0
+            pubsub.connection.disconnect()  # Channel._on_connection_disconnect: resubscribes
+            return
+        try:
+            pubsub.check_health()
+        except self.connection_errors as exc:
+            logger.info("Redis broker: keyspace-event connection lost (%s); resubscribing", exc)
+            pubsub.connection.disconnect()
 
     def _notify_subscribe(self) -> None:
         """(Re)subscribe to the keyspace events of the current queue lists; the confirmation
@@ -327,7 +384,8 @@ class Channel(kombu_redis.Channel):
         before the server had subscribed."""
         wanted = self._keyspace_channels()
         self._notify_for = frozenset(self.active_queues)
-        if not self._enable_keyspace_events():
+        # The flags: once per connection (a lost one may be a restarted server); the idle check keeps them.
+        if self._keyspace_checked_at is None and not self._enable_keyspace_events():
             return
         pubsub = self.notify_client
         stale = self._notify_channels - wanted if self._in_notify else frozenset()
@@ -371,7 +429,25 @@ class Channel(kombu_redis.Channel):
         self._in_notify = False
         self._notify_live = False
         self._notify_channels = frozenset()
+        self._keyspace_checked_at = None  # a restarted server has its flags from redis.conf
         self._woken = True  # a take at once: events may have been missed
+
+    def notify_pause(self) -> None:
+        """Unsubscribe while busy: a channel with a backlog takes again anyway, and the events
+        it would not read meanwhile (two per message, farm-wide) would pile up in Redis, in this
+        client's pub/sub output buffer. Subscribing again when idle asks for a take (see
+        :meth:`_notify_read`), so nothing pushed meanwhile waits."""
+        if not self._in_notify:
+            return
+        channels, pubsub = self._notify_channels, self._notify
+        self._in_notify = False
+        self._notify_live = False
+        self._notify_channels = frozenset()
+        if channels and pubsub is not None and pubsub.connection is not None:
+            try:
+                pubsub.unsubscribe(*channels)
+            except self.connection_errors:
+                pubsub.connection.disconnect()
 
     def _on_connection_disconnect(self, connection):
         if self._notify is not None and self._notify.connection is connection:
@@ -396,9 +472,10 @@ class Channel(kombu_redis.Channel):
 class Poller(kombu_redis.MultiChannelPoller):
     """kombu's poller, watching each idle channel's keyspace events too (``NOTIFY``).
 
-    A channel with a backlog takes again anyway: its events are not watched meanwhile (each
-    message brings two, its push and its pop, and reading them one by one cost a quarter of
-    a burst's throughput); they wait in the socket and are read in one go once it is idle.
+    A channel with a backlog takes again anyway: it unsubscribes meanwhile (each message
+    brings two events, its push and its pop: reading them one by one cost a quarter of a
+    burst's throughput, and leaving them unread piles them up in Redis), and subscribes again
+    once idle. An idle channel also checks its subscription (:meth:`Channel.check_keyspace_wake`).
     An event is read even while the channel may take nothing more (its prefetch is full):
     it only marks the channel for a take, and an unread one would spin the event loop.
 
@@ -407,10 +484,14 @@ class Poller(kombu_redis.MultiChannelPoller):
     """
 
     def on_poll_start(self):
+        now = monotonic()
         for channel in self._channels:
             if getattr(channel, "wants_keyspace_events", None) and channel.wants_keyspace_events():
-                self._register_NOTIFY(channel)
-                self._watch_NOTIFY(channel, not channel._take_next)
+                busy = channel._take_next
+                self._register_NOTIFY(channel, busy)
+                self._watch_NOTIFY(channel, not busy)
+                if not busy:
+                    channel.check_keyspace_wake(now)
         super().on_poll_start()
 
     def _watch_NOTIFY(self, channel, watch: bool) -> None:
@@ -429,13 +510,15 @@ class Poller(kombu_redis.MultiChannelPoller):
     def fds(self):
         return {fd: chan for fd, chan in super().fds.items() if chan[1] != "NOTIFY" or chan[0]._notify_watched}
 
-    def _register_NOTIFY(self, channel):
+    def _register_NOTIFY(self, channel, busy: bool):
         pubsub = channel.notify_client
         if not self._client_registered(channel, pubsub, "NOTIFY"):
             channel._in_notify = False
             self._register(channel, pubsub, "NOTIFY")
             channel._notify_watched = True
-        if not channel._in_notify or channel._notify_for != frozenset(channel.active_queues):
+        if busy:
+            channel.notify_pause()
+        elif not channel._in_notify or channel._notify_for != frozenset(channel.active_queues):
             channel._notify_subscribe()
 
     def on_readable(self, fileno):

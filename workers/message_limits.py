@@ -1,13 +1,15 @@
-"""Refusing a task message too large to run, before it is decoded.
+"""Refusing a task message too large to run, before Celery decodes its body.
 
 A plain client can put anything on a queue; a body over ``OMNIMIND_MAX_MESSAGE_BYTES``
-would cost the worker its memory and CPU to decode. :func:`size_limited` is Celery's
+would cost the worker its memory and CPU to decode and run. (On Redis the take script
+has already parsed the message's envelope inside Redis: the limit protects Celery's
+decode of the body, and the task, not that.) :func:`size_limited` is Celery's
 default task strategy (``Task.Strategy``, its extension point for how a received
 message becomes a request) with a size check first: an oversized message is logged,
 counted (``omnimind_messages_refused_total{reason="too_large"}``), its result set to
 ``InvalidInput("message_too_large")`` so that its client gets a typed error, and
 rejected without requeue (Redis: removed; RabbitMQ: dead-lettered or dropped), never
-redelivered.
+redelivered, even when the result backend is down (the failure is then only logged).
 
 >>> body_size(type("M", (), {"body": b"x" * 10})())
 10
@@ -44,9 +46,13 @@ def size_limited(task, app, consumer, **kwargs):
         logger.error("Refused task %s[%s]: its message is %d bytes, over OMNIMIND_MAX_MESSAGE_BYTES (%d)",
                      task.name, task_id, size, limit)
         metrics.messages_refused.labels(reason="too_large").inc()
-        if task_id:
-            error = InvalidInput("message_too_large", f"the message is {size} bytes, over the limit of {limit}")
-            app.backend.mark_as_failure(task_id, error, request=None, store_result=True)
-        message.reject_log_error(logger, consumer.connection_errors, requeue=False)
+        try:
+            if task_id:
+                error = InvalidInput("message_too_large", f"the message is {size} bytes, over the limit of {limit}")
+                app.backend.mark_as_failure(task_id, error, request=None, store_result=True)
+        except Exception:  # the backend is down: the message must still go, or it comes back forever
+            logger.exception("Could not store the refusal of task %s[%s] in the result backend", task.name, task_id)
+        finally:
+            message.reject_log_error(logger, consumer.connection_errors, requeue=False)
 
     return task_message_handler

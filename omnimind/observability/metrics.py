@@ -209,6 +209,12 @@ broker_redelivered = Counter(
     "omnimind_broker_redelivered_total",
     "Messages of a dead worker put back on their queue by a surviving one (Redis broker), before the visibility timeout",
 )
+#: Times a worker found the server's ``notify-keyspace-events`` without the flags it set (an operator's
+#: CONFIG SET, a restart without them in redis.conf) and set them again.
+broker_keyspace_flags_restored = Counter(
+    "omnimind_broker_keyspace_flags_restored_total",
+    "Times a worker restored Redis's notify-keyspace-events flags (Kl) that were reset under it",
+)
 
 
 def _exported_name(metric) -> str:

@@ -39,6 +39,11 @@ CLASS_NAMES = [
     ("kombu.transport.redis", "MultiChannelPoller.on_readable"),
     ("kombu.transport.redis", "MultiChannelPoller._client_registered"),
     ("kombu.transport.redis", "MultiChannelPoller._register"),
+    ("kombu.transport.redis", "MultiChannelPoller._unregister_from_poll"),
+    ("kombu.transport.redis", "MultiChannelPoller._on_connection_disconnect"),
+    ("kombu.transport.redis", "MultiChannelPoller.eventflags"),
+    ("kombu.transport.redis", "MultiChannelPoller.fds"),
+    ("kombu.transport.redis", "Channel.health_check_interval"),
     ("kombu.transport.redis", "SentinelChannel.from_transport_options"),
     ("kombu.transport.redis", "SentinelTransport"),
     ("kombu.transport.redis", "Transport.brpop_timeout"),
@@ -46,13 +51,19 @@ CLASS_NAMES = [
     ("kombu.message", "Message.reject_log_error"),
     ("celery.signals", "task_unknown"),
     ("redis.client", "PubSub.parse_response"),
+    ("redis.client", "PubSub.check_health"),
+    ("redis.connection", "Connection.can_read"),
+    ("redis.connection", "Connection.disconnect"),
+    ("redis.connection", "Connection.send_command"),
 ]
 
 #: Names a live channel, its QoS and its poller carry (set in ``__init__``).
 CHANNEL_NAMES = ["_queue_cycle", "brpop_timeout", "_in_poll", "_brpop_sent_at", "_expires", "global_keyprefix",
                  "active_queues", "_pool", "_qos", "ResponseError", "connection_errors"]
 QUEUE_CYCLE_NAMES = ["consume", "rotate"]
-POLLER_NAMES = ["_channels", "_fd_to_chan", "_paused_brpop", "_chan_to_sock"]
+POLLER_NAMES = ["_channels", "_fd_to_chan", "_paused_brpop", "_chan_to_sock", "poller"]
+#: Names a redis-py PubSub carries (the keyspace-event subscription, its health checks).
+PUBSUB_NAMES = ["connection", "health_check_response_counter"]
 TRANSPORT_NAMES = ["cycle", "_deliver"]
 
 
@@ -89,6 +100,7 @@ def test_every_private_instance_name_still_exists(redis_server):
                 if hasattr(channel, "_queue_cycle") else QUEUE_CYCLE_NAMES,
                 "MultiChannelPoller": missing(conn.transport.cycle, POLLER_NAMES),
                 "Connection": missing(channel.connection, TRANSPORT_NAMES),
+                "PubSub": missing(channel._create_client(asynchronous=True).pubsub(), PUBSUB_NAMES),
             }
         finally:
             channel.close()

@@ -1,6 +1,7 @@
 """omnimind.redelivery against a real redis-server, without workers: the holder
 records kombu's unacked writes carry, and the sweep that gives a dead holder's
 messages back exactly once."""
+import socket
 import threading
 
 import pytest
@@ -270,3 +271,157 @@ def test_without_config_the_consumer_falls_back_to_doorbells(broker, redis_serve
         set_holder(None)
         conn.release()
         redis_client.execute_command("ACL", "DELUSER", "noconfig")
+
+
+def test_an_idle_consumer_restores_keyspace_flags_reset_under_it(broker, redis_server, redis_client):
+    # An operator (or a restart without them in redis.conf) resets notify-keyspace-events while
+    # the consumer idles: it sets them again on its next check, counts it, and a plain producer's
+    # message is then taken by its event (the safety-net take is 60 s away).
+    from omnimind.observability import metrics
+
+    conn = Connection(redis_server.url, transport=TRANSPORT_PATH,
+                      transport_options={"polling_interval": 60, "keyspace_check_interval": 0.5})
+    got = []
+    consumer = idle_consumer(conn, "w@h/flags", got)
+    restored_before = metrics.broker_keyspace_flags_restored._value.get()
+    try:
+        redis_client.config_set("notify-keyspace-events", "")
+
+        def flags_back():
+            flags = str(redis_client.config_get("notify-keyspace-events")["notify-keyspace-events"])
+            return "K" in flags and "l" in flags
+
+        wait_until(lambda: _drain(conn) or flags_back(), timeout=20, message="the flags set again")
+        assert metrics.broker_keyspace_flags_restored._value.get() == restored_before + 1
+        wait_until(lambda: _drain(conn) or conn.default_channel._notify_live, timeout=10, message="idle again")
+        with Connection(redis_server.url) as producer:
+            publish(producer, 1)
+        wait_until(lambda: _drain(conn) or got, timeout=20, message="the message, by its keyspace event")
+    finally:
+        consumer.__exit__(None, None, None)
+        set_holder(None)
+        conn.release()
+
+
+def notify_client_info(redis_client, channel):
+    """The consumer's keyspace-event connection, as the server's CLIENT LIST shows it."""
+    port = channel._notify.connection._sock.getsockname()[1]
+    return next(c for c in redis_client.client_list() if c["addr"].endswith(f":{port}"))
+
+
+def test_a_busy_consumer_lets_no_events_pile_up_in_redis(broker, redis_server, redis_client):
+    # Each message brings two keyspace events; a busy consumer does not read its events, so
+    # it unsubscribes while its backlog lasts (else Redis buffers them: its output buffer grows
+    # until the pub/sub limit disconnects it), and subscribes again once idle.
+    conn = Connection(redis_server.url, transport=TRANSPORT_PATH, transport_options={"polling_interval": 60})
+    got = []
+    consumer = idle_consumer(conn, "w@h/busy", got)
+    channel = conn.default_channel
+    try:
+        assert int(notify_client_info(redis_client, channel)["sub"]) > 0
+        total = 2000
+        with Connection(redis_server.url) as producer:  # a plain producer: events, no doorbells
+            publish(producer, total)
+        samples = []
+
+        def drained():
+            _drain(conn)
+            if channel.backlog > 100 and len(got) % 50 == 0:  # busy: what the server holds for the events client
+                info = notify_client_info(redis_client, channel)
+                samples.append((int(info["sub"]), int(info["omem"])))
+            return len(got) == total
+
+        wait_until(drained, timeout=120, interval=0, message="the backlog taken")
+        assert samples, "the consumer was never seen busy"
+        assert all(sub == 0 for sub, _ in samples), samples[:20]
+        assert max(omem for _, omem in samples) < 64 * 1024, samples
+        wait_until(lambda: _drain(conn) or channel._notify_live, timeout=20, message="subscribed again when idle")
+        assert int(notify_client_info(redis_client, channel)["sub"]) > 0
+        with Connection(redis_server.url) as producer:
+            publish(producer, 1)
+        wait_until(lambda: _drain(conn) or len(got) == total + 1, timeout=20, message="the next message, by its event")
+    finally:
+        consumer.__exit__(None, None, None)
+        set_holder(None)
+        conn.release()
+
+
+
+class SubscriberFreezingProxy:
+    """A TCP proxy to the test Redis whose :meth:`freeze` stops carrying the traffic of the
+    connections that have subscribed so far (their sockets stay open): a half-open keyspace-event
+    connection, while the consumer's other connections, and any new one, keep working."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"redis://127.0.0.1:{self.listener.getsockname()[1]}/0"
+        self.sockets = []
+        self.links = []  # per connection: {"subscriber": bool, "frozen": bool}
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def freeze(self) -> int:
+        frozen = [link for link in self.links if link["subscriber"]]
+        for link in frozen:
+            link["frozen"] = True
+        return len(frozen)
+
+    def _accept(self):
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(("127.0.0.1", self.port))
+            self.sockets += [client, server]
+            link = {"subscriber": False, "frozen": False}
+            self.links.append(link)
+            threading.Thread(target=self._pipe, args=(client, server, link, True), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(server, client, link, False), daemon=True).start()
+
+    def _pipe(self, source, dest, link, upstream):
+        while True:
+            try:
+                data = source.recv(65536)
+            except OSError:
+                return
+            if not data:
+                return
+            if upstream and b"SUBSCRIBE" in data.upper():
+                link["subscriber"] = True
+            if link["frozen"]:
+                continue  # swallowed: neither an error nor an answer
+            try:
+                dest.sendall(data)
+            except OSError:
+                return
+
+    def close(self):
+        self.listener.close()
+        for sock in self.sockets:
+            sock.close()
+
+
+def test_a_silent_keyspace_connection_is_dropped_and_made_again(broker, redis_server, redis_client):
+    # A half-open connection accepts the pings and never answers (no error either): the idle
+    # consumer drops it after missed pings and subscribes again; events then wake it once more.
+    proxy = SubscriberFreezingProxy(redis_server.port)
+    conn = Connection(proxy.url, transport=TRANSPORT_PATH,
+                      transport_options={"polling_interval": 60, "health_check_interval": 0.3})
+    got = []
+    consumer = idle_consumer(conn, "w@h/silent", got)
+    channel = conn.default_channel
+    try:
+        first = channel._notify.connection._sock
+        assert proxy.freeze() == 1
+        wait_until(lambda: _drain(conn) or channel._notify.connection._sock is not first, timeout=30,
+                   message="the silent connection dropped")
+        wait_until(lambda: _drain(conn) or channel._notify_live, timeout=30, message="subscribed again")
+        with Connection(redis_server.url) as producer:
+            publish(producer, 1)
+        wait_until(lambda: _drain(conn) or got, timeout=20, message="the message, by its keyspace event")
+    finally:
+        consumer.__exit__(None, None, None)
+        set_holder(None)
+        conn.release()
+        proxy.close()

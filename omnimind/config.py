@@ -215,9 +215,7 @@ class Settings:
     #: classifier, sgd for a regressor), learning rate (unset: 0.003 for adam/adamw, 0.01 for
     #: sgd), weight decay, gradient clipping (max global norm; 0: off), loss (empty: the head's
     #: own, mse, bce or cross_entropy; or one of ``LOSSES``), drift method, replay capacity,
-    #: checkpoint period in batches. (Adam learns real classification streams several times
-    #: faster; on a regression stream that changes abruptly, SGD follows the change sooner:
-    #: benchmarks/learning_streams_quick.py and benchmarks/freshness.py.)
+    #: checkpoint period in batches.
     learning_optimizer: str = setting("LEARNING_OPTIMIZER", "")
     learning_rate: float | None = setting("LEARNING_RATE", None, kind=float, minimum=0.0)
     learning_weight_decay: float = setting("LEARNING_WEIGHT_DECAY", 0.0, minimum=0.0)

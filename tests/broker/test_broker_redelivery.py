@@ -273,6 +273,14 @@ def test_without_config_the_consumer_falls_back_to_doorbells(broker, redis_serve
         redis_client.execute_command("ACL", "DELUSER", "noconfig")
 
 
+def assert_taken_by_its_event(conn, url, got, subscribed, timeout):
+    """Once the consumer listens to its keyspace events again, a stock producer's message is taken by its event."""
+    wait_until(lambda: _drain(conn) or conn.default_channel._notify_live, timeout=timeout, message=subscribed)
+    with Connection(url) as producer:
+        publish(producer, 1)
+    wait_until(lambda: _drain(conn) or got, timeout=20, message="the message, by its keyspace event")
+
+
 def test_an_idle_consumer_restores_keyspace_flags_reset_under_it(broker, redis_server, redis_client):
     # An operator (or a restart without them in redis.conf) resets notify-keyspace-events while
     # the consumer idles: it sets them again on its next check, counts it, and a plain producer's
@@ -293,10 +301,7 @@ def test_an_idle_consumer_restores_keyspace_flags_reset_under_it(broker, redis_s
 
         wait_until(lambda: _drain(conn) or flags_back(), timeout=20, message="the flags set again")
         assert metrics.broker_keyspace_flags_restored._value.get() == restored_before + 1
-        wait_until(lambda: _drain(conn) or conn.default_channel._notify_live, timeout=10, message="idle again")
-        with Connection(redis_server.url) as producer:
-            publish(producer, 1)
-        wait_until(lambda: _drain(conn) or got, timeout=20, message="the message, by its keyspace event")
+        assert_taken_by_its_event(conn, redis_server.url, got, subscribed="idle again", timeout=10)
     finally:
         consumer.__exit__(None, None, None)
         set_holder(None)
@@ -416,10 +421,7 @@ def test_a_silent_keyspace_connection_is_dropped_and_made_again(broker, redis_se
         assert proxy.freeze() == 1
         wait_until(lambda: _drain(conn) or channel._notify.connection._sock is not first, timeout=30,
                    message="the silent connection dropped")
-        wait_until(lambda: _drain(conn) or channel._notify_live, timeout=30, message="subscribed again")
-        with Connection(redis_server.url) as producer:
-            publish(producer, 1)
-        wait_until(lambda: _drain(conn) or got, timeout=20, message="the message, by its keyspace event")
+        assert_taken_by_its_event(conn, redis_server.url, got, subscribed="subscribed again", timeout=30)
     finally:
         consumer.__exit__(None, None, None)
         set_holder(None)
